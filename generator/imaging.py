@@ -1,0 +1,114 @@
+"""Checking and thumbnailing downloaded images with Pillow.
+
+Everything here treats its input as hostile: only PNG, JPEG and WebP are opened,
+the pixel count is capped before decoding, and bytes that carry more than the image
+(a PNG followed by HTML, say) are re-encoded rather than stored as received.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageFile
+
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP")
+EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+FORMAT_NAMES = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
+THUMBNAIL_SIZE = (512, 512)
+
+# Truncated files must fail, not decode as half an image.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class InvalidImage(Exception):
+    pass
+
+
+@dataclass
+class CheckedImage:
+    content: bytes
+    format: str  # "png" | "jpeg" | "webp"
+    extension: str
+    width: int
+    height: int
+    sha256: str
+    thumbnail: bytes
+
+
+def check_image(data: bytes, *, max_pixels: int) -> CheckedImage:
+    """Verify, decode and thumbnail `data`; raise InvalidImage with a reason."""
+    if not data:
+        raise InvalidImage("the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as probe:
+                fmt = probe.format
+                width, height = probe.size
+                if width * height > max_pixels:
+                    raise InvalidImage(f"{width}×{height} is more pixels than allowed")
+                if getattr(probe, "n_frames", 1) > 1:
+                    raise InvalidImage("animated images are not accepted")
+                probe.verify()
+            # verify() leaves the image unusable; decoding needs a fresh open.
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
+                img.load()
+                thumb = img.copy()
+    except InvalidImage:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise InvalidImage(f"too many pixels ({exc})") from None
+    except Image.DecompressionBombWarning:
+        raise InvalidImage("too many pixels") from None
+    except Image.UnidentifiedImageError:
+        raise InvalidImage("not a PNG, JPEG or WebP image") from None
+    except (OSError, SyntaxError, ValueError, struct.error) as exc:
+        raise InvalidImage(f"the image is damaged ({exc.__class__.__name__})") from None
+
+    content = data
+    if _has_trailing_data(data, fmt):
+        # Bytes after the image's end are how polyglots (PNG+HTML) smuggle content;
+        # the pixels are kept, the rest is dropped by re-encoding losslessly.
+        content = _reencode(thumb, fmt)
+
+    thumb.thumbnail(THUMBNAIL_SIZE)
+    if thumb.mode not in ("RGB", "RGBA"):
+        thumb = thumb.convert("RGBA" if "A" in thumb.getbands() else "RGB")
+    out = io.BytesIO()
+    thumb.save(out, "WEBP", quality=80, method=4)
+    return CheckedImage(
+        content=content,
+        format=FORMAT_NAMES[fmt],
+        extension=EXTENSIONS[fmt],
+        width=width,
+        height=height,
+        sha256=hashlib.sha256(content).hexdigest(),
+        thumbnail=out.getvalue(),
+    )
+
+
+def _has_trailing_data(data: bytes, fmt: str) -> bool:
+    if fmt == "PNG":
+        end = data.rfind(b"IEND")
+        return end == -1 or len(data) > end + 8
+    if fmt == "JPEG":
+        return not data.rstrip(b"\x00").endswith(b"\xff\xd9")
+    if fmt == "WEBP":
+        declared = struct.unpack("<I", data[4:8])[0] + 8
+        return len(data) > declared + (declared & 1)
+    return True
+
+
+def _reencode(img: Image.Image, fmt: str) -> bytes:
+    out = io.BytesIO()
+    if fmt == "JPEG":
+        img.save(out, "JPEG", quality=95)
+    elif fmt == "WEBP":
+        img.save(out, "WEBP", lossless=True)
+    else:
+        img.save(out, "PNG")
+    return out.getvalue()

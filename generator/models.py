@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Generation(models.Model):
+    """One request to the provider and everything it produced.
+
+    Work moves through two steps: `call` (ask the provider, save its answer) and
+    `mirror` (copy each image into our storage). A worker holds a generation only
+    while `lease_until` is in the future; `claim_token` identifies that holder so a
+    worker whose lease ran out cannot overwrite the one that took over.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Step(models.TextChoices):
+        CALL = "call", "Calling the provider"
+        MIRROR = "mirror", "Copying images"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="generations"
+    )
+    model = models.CharField(max_length=100)
+    prompt = models.TextField()
+    # The exact JSON body sent to the provider, so "reuse settings" and audits see
+    # what was asked, not what the form showed.
+    params = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    step = models.CharField(max_length=16, choices=Step.choices, default=Step.CALL)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    mirror_attempts = models.PositiveIntegerField(default=0)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True)
+    # When the sweep should re-send this generation's message if nobody took it.
+    sweep_after = models.DateTimeField()
+
+    # Seeds above 2**63 occur upstream, so the exact digits are kept as text.
+    seed = models.CharField(max_length=32, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    provider_response = models.JSONField(null=True, blank=True)
+    # What the mirror step copies: one entry per image (url or stored b64 payload).
+    provider_images = models.JSONField(default=list, blank=True)
+    provider_prompt = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    provider_finished_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [
+            # The studio page: one owner's generations, newest first.
+            models.Index(fields=["owner", "-created_at", "-id"], name="generation_owner_recent"),
+            # The sweep: unfinished generations by due time.
+            models.Index(
+                fields=["sweep_after"],
+                name="generation_unfinished",
+                condition=models.Q(status__in=["queued", "running"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.uuid}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+    @property
+    def num_images(self) -> int:
+        return int(self.params.get("num_images") or self.params.get("n") or 1)
+
+    @property
+    def requested_size(self) -> tuple[int, int] | None:
+        from generator.registry import get_model
+
+        spec = get_model(self.model)
+        return spec.requested_size(self.params) if spec else None
+
+    @property
+    def duration(self) -> float | None:
+        if self.finished_at and self.created_at:
+            return (self.finished_at - self.created_at).total_seconds()
+        return None
+
+    @property
+    def mirror_seconds(self) -> float | None:
+        if self.finished_at and self.provider_finished_at:
+            return (self.finished_at - self.provider_finished_at).total_seconds()
+        return None
+
+
+def image_upload_to(instance: Image, filename: str) -> str:
+    # Never used for naming (services choose the name), but FileField requires it.
+    return f"generations/{instance.generation.uuid}/{filename}"
+
+
+class Image(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="images")
+    index = models.PositiveSmallIntegerField()
+    file = models.FileField(upload_to=image_upload_to, max_length=255)
+    thumbnail = models.FileField(upload_to=image_upload_to, max_length=255)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=8)
+    bytes = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    nsfw = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("generation", "index")
+        constraints = [
+            models.UniqueConstraint(fields=["generation", "index"], name="image_unique_index"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.generation.uuid} #{self.index}"
+
+    @property
+    def content_type(self) -> str:
+        return {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}[self.format]

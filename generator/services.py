@@ -1,0 +1,425 @@
+"""Every state change of a generation happens here.
+
+The pipeline is `generation_create` (web) → `generation_call` (provider queue) →
+`generation_mirror` (images queue), with `generation_sweep` re-sending whatever a
+lost message or a dead worker left behind. Each step claims the generation with one
+conditional UPDATE, so a message delivered twice does the work once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import connection, transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from generator import client
+from generator.imaging import InvalidImage, check_image
+from generator.models import Generation, Image
+from generator.registry import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+Status = Generation.Status
+Step = Generation.Step
+
+
+class RetryLater(Exception):
+    """The step hit a transient error and released its claim; try again later."""
+
+    def __init__(self, countdown: float, reason: str) -> None:
+        super().__init__(reason)
+        self.countdown = countdown
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    delay: Callable[[int, float | None], float]
+
+
+def retry_delay(attempt: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter; a provider's Retry-After wins, within bounds."""
+    cap = settings.GENERATION_RETRY_MAX
+    if retry_after is not None:
+        return min(max(retry_after, 1.0), cap)
+    base = settings.GENERATION_RETRY_BASE * 2 ** max(attempt - 1, 0)
+    return min(cap, base) * random.uniform(0.5, 1.0)
+
+
+def default_policy(*, mirror: bool = False) -> RetryPolicy:
+    limit = settings.GENERATION_MAX_MIRROR_ATTEMPTS if mirror else settings.GENERATION_MAX_ATTEMPTS
+    return RetryPolicy(max_attempts=limit, delay=retry_delay)
+
+
+# --- Accounts ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def user_signup(*, form: Any) -> AbstractBaseUser:
+    """Create the account from a valid sign-up form; the studio's first becomes admin."""
+    User = get_user_model()
+    # Lock-free but race-safe enough: two simultaneous first sign-ups both see "no
+    # users" only within the same instant, and both being admins is the safe failure.
+    first = not User.objects.exists()
+    user = form.save(commit=False)
+    if first:
+        user.is_staff = True
+        user.is_superuser = True
+    user.save()
+    return user
+
+
+# --- Creating and sending ------------------------------------------------------------
+
+
+@transaction.atomic
+def generation_create(
+    *, owner: AbstractBaseUser, spec: ModelSpec, body: dict[str, Any]
+) -> Generation:
+    """Save a queued generation; its message goes to the broker after commit."""
+    generation = Generation(
+        owner=owner,
+        model=spec.id,
+        prompt=body["prompt"],
+        params=body,
+        status=Status.QUEUED,
+        step=Step.CALL,
+        sweep_after=timezone.now() + timedelta(seconds=settings.GENERATION_QUEUE_GRACE_SECONDS),
+    )
+    generation.save()
+    _send_on_commit(generation)
+    return generation
+
+
+def _send_on_commit(generation: Generation) -> None:
+    # robust=True: with the broker down the user still gets their queued generation
+    # (the row is committed) and the sweep sends the message later.
+    transaction.on_commit(partial(_send, generation.pk, generation.step), robust=True)
+
+
+def _send(generation_id: int, step: str) -> None:
+    from generator.tasks import generation_call as generation_call_task
+    from generator.tasks import generation_mirror as generation_mirror_task
+
+    task = generation_call_task if step == Step.CALL else generation_mirror_task
+    task.apply_async((generation_id,))
+
+
+# --- Claiming -------------------------------------------------------------------------
+
+
+def _claim(generation_id: int, step: str) -> Generation | None:
+    now = timezone.now()
+    token = uuid.uuid4()
+    counter = "attempts" if step == Step.CALL else "mirror_attempts"
+    lease = timedelta(seconds=settings.GENERATION_LEASE_SECONDS)
+    claimed = (
+        Generation.objects.filter(
+            pk=generation_id, step=step, status__in=(Status.QUEUED, Status.RUNNING)
+        )
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(
+            status=Status.RUNNING,
+            lease_until=now + lease,
+            claim_token=token,
+            started_at=Coalesce("started_at", Value(now)),
+            **{counter: F(counter) + 1},
+        )
+    )
+    if not claimed:
+        return None
+    return Generation.objects.get(pk=generation_id)
+
+
+def _update_held(generation: Generation, **fields: Any) -> bool:
+    """Write `fields` only if this worker still holds the generation."""
+    return bool(
+        Generation.objects.filter(pk=generation.pk, claim_token=generation.claim_token).update(
+            **fields
+        )
+    )
+
+
+def _release_for_retry(generation: Generation, countdown: float, reason: str) -> None:
+    grace = settings.GENERATION_QUEUE_GRACE_SECONDS
+    _update_held(
+        generation,
+        lease_until=None,
+        claim_token=None,
+        error=reason,
+        sweep_after=timezone.now() + timedelta(seconds=countdown + grace),
+    )
+
+
+def _fail(generation: Generation, message: str) -> None:
+    now = timezone.now()
+    _update_held(
+        generation,
+        status=Status.FAILED,
+        error=message[:2000],
+        lease_until=None,
+        claim_token=None,
+        finished_at=now,
+    )
+    _delete_incoming(generation)
+    logger.info("generation %s failed: %s", generation.uuid, message)
+
+
+# --- Step 1: the provider call --------------------------------------------------------
+
+
+def generation_call(*, generation_id: int, policy: RetryPolicy | None = None) -> None:
+    """Ask the provider for the images and save its answer.
+
+    Does nothing if another worker holds the generation or it is past this step.
+    Raises RetryLater after a transient error while attempts remain.
+    """
+    policy = policy or default_policy()
+    generation = _claim(generation_id, Step.CALL)
+    if generation is None:
+        return
+    if generation.attempts > policy.max_attempts:
+        # Reaching here means earlier attempts never finished: the worker died or was
+        # killed mid-call. Giving up caps what a poisonous request can cost.
+        _fail(
+            generation,
+            f"Stopped after {policy.max_attempts} attempts that did not finish. "
+            + (generation.error or ""),
+        )
+        return
+
+    if not connection.in_atomic_block:
+        # The call waits 3-30 s; 32 of them in flight must not pin 32 DB connections.
+        connection.close()
+    try:
+        result = client.generate_images(generation.params)
+    except client.TransientProviderError as exc:
+        reason = f"The provider did not answer this time: {exc.message}"
+        if generation.attempts >= policy.max_attempts:
+            _fail(generation, f"Gave up after {generation.attempts} attempts. {exc.message}")
+            return
+        countdown = policy.delay(generation.attempts, exc.retry_after)
+        _release_for_retry(generation, countdown, reason)
+        raise RetryLater(countdown, reason) from exc
+    except client.ProviderError as exc:
+        _fail(generation, exc.message)
+        return
+
+    _save_provider_result(generation, result)
+
+
+def _save_provider_result(generation: Generation, result: client.ProviderResult) -> None:
+    wanted = generation.num_images
+    images = []
+    for index, image in enumerate(result.images[:wanted]):
+        entry: dict[str, Any] = {
+            "index": index,
+            "url": image.url,
+            "width": image.width,
+            "height": image.height,
+            "content_type": image.content_type,
+            "nsfw": bool(index < len(result.has_nsfw_concepts) and result.has_nsfw_concepts[index]),
+        }
+        if not image.url and image.b64_json:
+            # An inline image has no URL to come back to: keep its bytes before the
+            # answer is committed, so the mirror step can run (and re-run) from them.
+            try:
+                content = client.decode_b64_image(image.b64_json)
+            except client.MirrorError as exc:
+                _fail(generation, f"Image {index + 1} in the provider's answer: {exc}")
+                return
+            name = f"generations/{generation.uuid}/incoming/{index}.bin"
+            default_storage.save(name, ContentFile(content))
+            entry["stored"] = name
+        elif not image.url:
+            _fail(generation, f"Image {index + 1} in the provider's answer has no URL or data.")
+            return
+        images.append(entry)
+
+    now = timezone.now()
+    saved = _update_held(
+        generation,
+        step=Step.MIRROR,
+        seed="" if result.seed is None else str(result.seed),
+        timings=result.timings or {},
+        provider_response=_capped(result.raw),
+        provider_images=images,
+        provider_prompt=(result.revised_prompt or result.prompt or "")[:8000],
+        provider_finished_at=now,
+        lease_until=None,
+        claim_token=None,
+        error="",
+        sweep_after=now + timedelta(seconds=settings.GENERATION_QUEUE_GRACE_SECONDS),
+    )
+    if saved:
+        generation.step = Step.MIRROR
+        _send_on_commit(generation)
+
+
+def _capped(raw: dict[str, Any]) -> dict[str, Any]:
+    """The provider's answer for the record, without inline image data, size-capped."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: (
+                    f"<{len(v)} characters>"
+                    if k in ("b64_json", "image_base64") and v
+                    else strip(v)
+                )
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [strip(v) for v in value[:64]]
+        return value
+
+    cleaned = strip(raw)
+    text = json.dumps(cleaned)
+    limit = settings.GENERATION_MAX_STORED_RESPONSE
+    if len(text) > limit:
+        return {"truncated": True, "excerpt": text[:limit]}
+    return cleaned
+
+
+# --- Step 2: mirroring -----------------------------------------------------------------
+
+
+def generation_mirror(*, generation_id: int, policy: RetryPolicy | None = None) -> None:
+    """Copy every image of the provider's answer into our storage.
+
+    Resumable: images already stored are kept, the rest are fetched; file names come
+    from the generation's UUID and the image index, so a re-run overwrites.
+    """
+    policy = policy or default_policy(mirror=True)
+    generation = _claim(generation_id, Step.MIRROR)
+    if generation is None:
+        return
+    if generation.mirror_attempts > policy.max_attempts:
+        _fail(generation, "Could not copy the images: " + (generation.error or "no reason given"))
+        return
+
+    done = set(generation.images.values_list("index", flat=True))
+    for entry in generation.provider_images:
+        index = entry["index"]
+        if index in done:
+            continue
+        try:
+            if entry.get("stored"):
+                with default_storage.open(entry["stored"], "rb") as fh:
+                    data = fh.read()
+            else:
+                data = client.fetch_image(entry["url"])
+            checked = check_image(data, max_pixels=settings.MIRROR_MAX_PIXELS)
+        except client.TransientMirrorError as exc:
+            reason = f"Copying image {index + 1} failed for now: {exc}"
+            if generation.mirror_attempts >= policy.max_attempts:
+                _fail(generation, f"Could not copy image {index + 1}: {exc}")
+                return
+            countdown = policy.delay(generation.mirror_attempts, None)
+            _release_for_retry(generation, countdown, reason)
+            raise RetryLater(countdown, reason) from exc
+        except client.MirrorError as exc:
+            _fail(generation, f"Could not copy image {index + 1}: {exc}")
+            return
+        except InvalidImage as exc:
+            _fail(generation, f"Image {index + 1} from the provider was rejected: {exc}")
+            return
+        except OSError as exc:
+            _fail(generation, f"Image {index + 1} could not be read back: {exc}")
+            return
+        _store_image(generation, entry, checked)
+
+    now = timezone.now()
+    if _update_held(
+        generation,
+        status=Status.SUCCEEDED,
+        lease_until=None,
+        claim_token=None,
+        error="",
+        finished_at=now,
+    ):
+        _delete_incoming(generation)
+        logger.info("generation %s succeeded", generation.uuid)
+
+
+def _store_image(generation: Generation, entry: dict[str, Any], checked: Any) -> Image:
+    base = f"generations/{generation.uuid}/{entry['index']}"
+    original = default_storage.save(f"{base}.{checked.extension}", ContentFile(checked.content))
+    thumbnail = default_storage.save(f"{base}_thumb.webp", ContentFile(checked.thumbnail))
+    image, _ = Image.objects.update_or_create(
+        generation=generation,
+        index=entry["index"],
+        defaults={
+            "file": original,
+            "thumbnail": thumbnail,
+            "width": checked.width,
+            "height": checked.height,
+            "format": checked.format,
+            "bytes": len(checked.content),
+            "sha256": checked.sha256,
+            "nsfw": entry.get("nsfw", False),
+        },
+    )
+    return image
+
+
+def _delete_incoming(generation: Generation) -> None:
+    stored = [e["stored"] for e in generation.provider_images or [] if e.get("stored")]
+    for name in stored:
+        try:
+            default_storage.delete(name)
+        except OSError:
+            logger.warning("could not delete %s", name)
+    if stored:
+        try:
+            os.rmdir(default_storage.path(f"generations/{generation.uuid}/incoming"))
+        except (NotImplementedError, OSError):
+            pass  # object stores have no folders; a non-empty one is left for inspection
+
+
+# --- The sweep ---------------------------------------------------------------------------
+
+
+def generation_sweep(*, limit: int = 500) -> int:
+    """Re-send the message of every unfinished generation nobody is working on.
+
+    Covers a message lost between commit and broker, a broker that was down at
+    submit, and a worker that died holding a lease. Returns how many were re-sent.
+    """
+    now = timezone.now()
+    grace = timedelta(seconds=settings.GENERATION_QUEUE_GRACE_SECONDS)
+    with transaction.atomic():
+        due = list(
+            Generation.objects.select_for_update(skip_locked=True)
+            .filter(status__in=(Status.QUEUED, Status.RUNNING))
+            .filter(Q(lease_until__isnull=True, sweep_after__lt=now) | Q(lease_until__lt=now))
+            .order_by("sweep_after")
+            .only("pk", "step", "uuid")[:limit]
+        )
+        for generation in due:
+            # An expired lease is void: its holder is presumed dead and may no longer
+            # write, and the row waits for the re-sent message like a queued one.
+            Generation.objects.filter(pk=generation.pk).update(
+                sweep_after=now + grace, lease_until=None, claim_token=None
+            )
+            _send_on_commit(generation)
+    if due:
+        logger.info("sweep re-sent %d generation(s)", len(due))
+    return len(due)

@@ -1,0 +1,53 @@
+"""Celery entry points: load by id, call one service, own the retry policy."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(bind=True, ignore_result=True)
+def generation_call(self, generation_id: int) -> None:
+    from generator.services import RetryLater, default_policy
+    from generator.services import generation_call as service
+
+    try:
+        service(generation_id=generation_id, policy=default_policy())
+    except RetryLater as exc:
+        # The attempt cap lives on the generation row (it also counts redeliveries
+        # after a crash), so Celery's own retry counter is not the limit here.
+        raise self.retry(countdown=exc.countdown, max_retries=None) from None
+
+
+@shared_task(bind=True, ignore_result=True)
+def generation_mirror(self, generation_id: int) -> None:
+    from generator.services import RetryLater, default_policy
+    from generator.services import generation_mirror as service
+
+    try:
+        service(generation_id=generation_id, policy=default_policy(mirror=True))
+    except RetryLater as exc:
+        raise self.retry(countdown=exc.countdown, max_retries=None) from None
+
+
+@shared_task(ignore_result=True)
+def generation_sweep() -> int:
+    from generator.services import generation_sweep as service
+
+    return service()
+
+
+@worker_ready.connect
+def _sweep_on_start(sender: object = None, **kwargs: object) -> None:
+    # A worker starting after a crash picks up what the dead one held without
+    # waiting for the next beat tick.
+    from generator.services import generation_sweep as service
+
+    try:
+        service()
+    except Exception:
+        logger.exception("sweep at worker start failed")

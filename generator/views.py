@@ -1,0 +1,202 @@
+from __future__ import annotations
+
+import mimetypes
+import re
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib.auth import get_user_model, login
+from django.contrib.auth.decorators import login_required
+from django.core.files.storage import default_storage
+from django.db import connection
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+)
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import reswap, retarget
+from django_htmx.middleware import HtmxDetails
+
+from generator import selectors, services
+from generator.forms import SignupForm, generation_form
+from generator.models import Generation, Image
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def _get_generation_for_user(request: HttpRequest, uuid: UUID) -> Generation:
+    """The generation if this user may see it; 404 otherwise, so existence never leaks."""
+    generation = get_object_or_404(
+        Generation.objects.select_related("owner").prefetch_related("images"), uuid=uuid
+    )
+    if generation.owner_id != request.user.pk and not request.user.is_staff:
+        raise Http404("No such generation")
+    return generation
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@vary_on_headers("HX-Request")
+def studio(request: HtmxHttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        form = generation_form(request.POST)
+        if form.is_valid():
+            generation = services.generation_create(
+                owner=request.user, spec=form.spec, body=form.request_body()
+            )
+            if request.htmx:
+                return render(
+                    request,
+                    "generator/studio.html#generation-card",
+                    {"generation": generation},
+                )
+            # 303 so a browser without JavaScript lands on the generation with a GET.
+            return _see_other("generator:detail", uuid=generation.uuid)
+        if request.htmx:
+            response = render(request, "generator/studio.html#generation-form", {"form": form})
+            # htmx does not swap 4xx answers by default, so errors come back as 200
+            # and replace the form in place.
+            return reswap(retarget(response, "#generation-form"), "outerHTML")
+        status = 400
+    else:
+        form = generation_form(initial=_reuse_initial(request))
+        status = 200
+    context: dict[str, Any] = {
+        "form": form,
+        "generations": selectors.generation_list_for_owner(owner=request.user),
+    }
+    return render(request, "generator/studio.html", context, status=status)
+
+
+def _see_other(viewname: str, **kwargs: Any) -> HttpResponse:
+    response = redirect(viewname, **kwargs)
+    response.status_code = 303
+    return response
+
+
+def _reuse_initial(request: HttpRequest) -> dict[str, Any] | None:
+    """Form values from `?reuse=<uuid>` (and `&seed=0` to drop the seed)."""
+    raw = request.GET.get("reuse")
+    if not raw:
+        return None
+    try:
+        uuid = UUID(raw)
+    except ValueError:
+        return None
+    generation = Generation.objects.filter(uuid=uuid).first()
+    if generation is None or (generation.owner_id != request.user.pk and not request.user.is_staff):
+        return None
+    initial = {k: v for k, v in generation.params.items() if k != "image_size"}
+    size = generation.params.get("image_size")
+    if isinstance(size, dict):
+        initial.update(image_size="custom", width=size.get("width"), height=size.get("height"))
+    elif size:
+        initial["image_size"] = size
+    if generation.seed and request.GET.get("seed") != "0":
+        initial["seed"] = generation.seed
+    return initial
+
+
+@require_GET
+@login_required
+@vary_on_headers("HX-Request")
+def generation_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    generation = _get_generation_for_user(request, uuid)
+    context = {"generation": generation, "images": list(generation.images.all())}
+    if request.htmx and request.GET.get("part") == "card":
+        return render(request, "generator/studio.html#generation-card", context)
+    template = "generator/detail.html"
+    if request.htmx:
+        template += "#generation-status"
+    return render(request, template, context)
+
+
+# Media names are generations/<uuid>/<index>[_thumb].<ext>; nothing else is served.
+MEDIA_NAME = re.compile(
+    r"^generations/(?P<uuid>[0-9a-f-]{36})/(?P<index>\d{1,3})(?P<thumb>_thumb)?\.(?:png|jpg|webp)$"
+)
+
+
+@require_GET
+@login_required
+def media(request: HttpRequest, name: str) -> HttpResponse:
+    match = MEDIA_NAME.match(name)
+    if not match:
+        raise Http404("No such file")
+    generation = _get_generation_for_user(request, UUID(match["uuid"]))
+    image = get_object_or_404(Image, generation=generation, index=int(match["index"]))
+    stored = image.thumbnail.name if match["thumb"] else image.file.name
+    if stored != name:
+        raise Http404("No such file")
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    if settings.MEDIA_ACCEL_REDIRECT_PREFIX:
+        response = HttpResponse(content_type=content_type)
+        response["X-Accel-Redirect"] = settings.MEDIA_ACCEL_REDIRECT_PREFIX.rstrip("/") + "/" + name
+    else:
+        try:
+            handle = default_storage.open(name, "rb")
+        except FileNotFoundError:
+            raise Http404("No such file") from None
+        response = FileResponse(handle, content_type=content_type)
+    if request.GET.get("download"):
+        response["Content-Disposition"] = (
+            f'attachment; filename="{generation.uuid}-{name.rsplit("/", 1)[1]}"'
+        )
+    # Served from our own origin: the browser must treat the bytes as this image type
+    # and nothing else, even if they were crafted to look like a page.
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=31536000, immutable"
+    return response
+
+
+@require_GET
+@never_cache
+def healthz(request: HttpRequest) -> HttpResponse:
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    from studio.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+        checks["broker"] = "ok"
+    except Exception as exc:
+        checks["broker"] = f"error: {exc.__class__.__name__}"
+    healthy = all(value == "ok" for value in checks.values())
+    return JsonResponse(
+        {"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    """Open while the studio has no account (the first becomes its admin), or when
+    SIGNUP_OPEN is on; otherwise an admin adds people in the admin site."""
+    User = get_user_model()
+    first = not User.objects.exists()
+    if not first and not settings.SIGNUP_OPEN:
+        return render(request, "registration/signup.html", {"closed": True}, status=403)
+    if request.method == "POST":
+        form = SignupForm(request.POST)
+        if form.is_valid():
+            user = services.user_signup(form=form)
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return _see_other("generator:studio")
+    else:
+        form = SignupForm()
+    return render(request, "registration/signup.html", {"form": form, "first": first})

@@ -1,0 +1,56 @@
+"""The command lines of the studio's processes, shared by `make run`, the tests and
+docker-compose.yml (which spells the same commands), so they cannot drift apart."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+
+def celery_base(python: str) -> list[str]:
+    return [python, "-m", "celery", "-A", "studio"]
+
+
+def worker_commands(python: str, *, loglevel: str = "INFO") -> dict[str, list[str]]:
+    common = ["--without-gossip", "--without-mingle", "-l", loglevel]
+    return {
+        # Provider calls only wait on the network: many threads, bounded by the HTTP
+        # timeouts in generator/client.py (Celery time limits do not apply to threads).
+        "worker-provider": celery_base(python)
+        + [
+            "worker",
+            "-Q",
+            "provider",
+            "-P",
+            "threads",
+            "-c",
+            str(settings.WORKER_PROVIDER_CONCURRENCY),
+            "-n",
+            "provider@%h",
+            *common,
+        ],
+        # Decoding and thumbnails are CPU work on untrusted bytes: separate processes,
+        # with time limits and memory recycling.
+        "worker-images": celery_base(python)
+        + [
+            "worker",
+            "-Q",
+            "images",
+            "-P",
+            "prefork",
+            "-c",
+            str(settings.WORKER_IMAGE_CONCURRENCY),
+            "-n",
+            "images@%h",
+            *common,
+        ],
+    }
+
+
+def beat_command(python: str, *, loglevel: str = "INFO") -> list[str]:
+    return celery_base(python) + [
+        "beat",
+        "-l",
+        loglevel,
+        "-s",
+        settings.CELERY_BEAT_SCHEDULE_FILENAME,
+    ]

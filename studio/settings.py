@@ -1,0 +1,371 @@
+"""The studio's only settings file: every value comes from the environment.
+
+Each helper fails loudly on a malformed value, so a typo in a deployment stops the
+process at start instead of silently running with a default. `.env.example` lists
+every variable read here.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def envstr(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def envbool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean; use true or false")
+
+
+def envint(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = os.environ.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} is below the minimum {minimum}")
+    return value
+
+
+def envfloat(name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} is below the minimum {minimum}")
+    return value
+
+
+def envlist(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return list(default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def envsecret(name: str) -> str:
+    """A secret from NAME, or from the file named by NAME_FILE (Docker/K8s secrets)."""
+    value = os.environ.get(name, "").strip()
+    path = os.environ.get(f"{name}_FILE", "").strip()
+    if value and path:
+        raise ImproperlyConfigured(f"set {name} or {name}_FILE, not both")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc}") from None
+    return value
+
+
+def database_from_url(url: str, data_dir: Path) -> dict:
+    if not url:
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": data_dir / "studio.sqlite3",
+            # The web process and the workers write to one file: WAL lets readers go on
+            # during a write, and IMMEDIATE avoids "database is locked" on upgrade.
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            # sqlite:///relative/path and sqlite:////absolute/path, by convention.
+            "NAME": unquote(parts.path[1:]),
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+        }
+    if parts.scheme not in ("postgres", "postgresql", "pgsql"):
+        raise ImproperlyConfigured(
+            f"DATABASE_URL scheme {parts.scheme!r} is not supported; use postgres:// or sqlite://"
+        )
+    name = unquote(parts.path.lstrip("/"))
+    if not name:
+        raise ImproperlyConfigured("DATABASE_URL names no database")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+        "OPTIONS": {"connect_timeout": 5, **dict(parse_qsl(parts.query))},
+        "CONN_HEALTH_CHECKS": True,
+    }
+
+
+DATA_DIR = Path(envstr("DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = envbool("DEBUG", False)
+
+SECRET_KEY = envsecret("SECRET_KEY")
+if not SECRET_KEY:
+    # The embedded default must start with no configuration at all, so a key is made
+    # once and kept beside the data it protects; production sets SECRET_KEY.
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    SECRET_KEY = key_file.read_text().strip()
+
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+PORT = envint("PORT", 8000, minimum=1)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "generator",
+    "gallery",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "studio.urls"
+WSGI_APPLICATION = "studio.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.csp",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "generator.context_processors.studio",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": database_from_url(envstr("DATABASE_URL"), DATA_DIR)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+# The first account can always be created (it becomes the admin); after that, sign-up
+# is closed unless this is on, and an admin adds people in the admin site.
+SIGNUP_OPEN = envbool("SIGNUP_OPEN", False)
+LOGIN_REDIRECT_URL = "generator:studio"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
+# Mirrored files are written under names derived from the generation's UUID, so a
+# retry must overwrite its own earlier attempt instead of leaving a renamed copy.
+STORAGES = {
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"allow_overwrite": True},
+    },
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage",
+    },
+}
+# Set to the internal location nginx maps to MEDIA_ROOT (e.g. "/protected-media/") to
+# hand media bodies to the proxy with X-Accel-Redirect; empty serves them from Django.
+MEDIA_ACCEL_REDIRECT_PREFIX = envstr("MEDIA_ACCEL_REDIRECT_PREFIX")
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+if envbool("BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "loggers": {"urllib3": {"level": "WARNING"}},
+}
+
+# --- The provider -----------------------------------------------------------------
+
+AIMLAPI_KEY = envsecret("AIMLAPI_KEY")
+AIMLAPI_BASE_URL = envstr("AIMLAPI_BASE_URL", "https://api.aimlapi.com/v1").rstrip("/")
+if urlsplit(AIMLAPI_BASE_URL).scheme not in ("http", "https"):
+    raise ImproperlyConfigured(f"AIMLAPI_BASE_URL={AIMLAPI_BASE_URL!r} is not an http(s) URL")
+# Set by `make run` when it starts the bundled offline provider: every page says so.
+OFFLINE_PROVIDER = envbool("OFFLINE_PROVIDER", False)
+
+AIMLAPI_CONNECT_TIMEOUT = envfloat("AIMLAPI_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+# A generation takes 3-30 s upstream; the read timeout bounds a silent connection and
+# the total deadline bounds one that drips bytes.
+AIMLAPI_READ_TIMEOUT = envfloat("AIMLAPI_READ_TIMEOUT", 90.0, minimum=0.1)
+AIMLAPI_TOTAL_TIMEOUT = envfloat("AIMLAPI_TOTAL_TIMEOUT", 120.0, minimum=0.1)
+AIMLAPI_MAX_RESPONSE_BYTES = envint("AIMLAPI_MAX_RESPONSE_BYTES", 64 * 1024 * 1024, minimum=1024)
+
+# Hosts the provider's answers name for images (../docs: cdn.aimlapi.com, fal's media
+# CDN, OpenAI's Azure blobs for DALL-E). A leading dot admits subdomains.
+MIRROR_ALLOWED_HOSTS = envlist(
+    "MIRROR_ALLOWED_HOSTS",
+    ["cdn.aimlapi.com", ".fal.media", "oaidalleapiprodscus.blob.core.windows.net"],
+)
+MIRROR_ALLOW_PRIVATE_ADDRESSES = envbool("MIRROR_ALLOW_PRIVATE_ADDRESSES", False)
+MIRROR_MAX_BYTES = envint("MIRROR_MAX_BYTES", 40 * 1024 * 1024, minimum=1024)
+MIRROR_TIMEOUT = envfloat("MIRROR_TIMEOUT", 60.0, minimum=0.1)
+MIRROR_MAX_PIXELS = envint("MIRROR_MAX_PIXELS", 40_000_000, minimum=1)
+
+# --- The pipeline -------------------------------------------------------------------
+
+# Attempts at the provider call per generation, counting redeliveries after a crash.
+GENERATION_MAX_ATTEMPTS = envint("GENERATION_MAX_ATTEMPTS", 5, minimum=1)
+GENERATION_MAX_MIRROR_ATTEMPTS = envint("GENERATION_MAX_MIRROR_ATTEMPTS", 5, minimum=1)
+GENERATION_RETRY_BASE = envfloat("GENERATION_RETRY_BASE", 2.0, minimum=0.0)
+GENERATION_RETRY_MAX = envfloat("GENERATION_RETRY_MAX", 60.0, minimum=0.0)
+# How long a worker may hold a generation before the sweep assumes it died. It must
+# outlast the longest provider call (read timeout and total deadline).
+GENERATION_LEASE_SECONDS = envint(
+    "GENERATION_LEASE_SECONDS", int(AIMLAPI_TOTAL_TIMEOUT + 60), minimum=1
+)
+# A queued generation with no worker on it after this long gets its message re-sent.
+GENERATION_QUEUE_GRACE_SECONDS = envint("GENERATION_QUEUE_GRACE_SECONDS", 120, minimum=1)
+GENERATION_SWEEP_INTERVAL = envint("GENERATION_SWEEP_INTERVAL", 30, minimum=1)
+GENERATION_MAX_STORED_RESPONSE = envint("GENERATION_MAX_STORED_RESPONSE", 64 * 1024, minimum=1024)
+
+# --- Celery -------------------------------------------------------------------------
+
+CELERY_BROKER_URL = envstr("CELERY_BROKER_URL")
+if not CELERY_BROKER_URL:
+    # The embedded broker: messages are files under DATA_DIR, so `make run` needs no
+    # server and still runs real worker processes.
+    _broker_dir = DATA_DIR / "broker"
+    for _sub in ("queue", "processed", "control"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # An unacked message comes back after this; it must outlast a task's time
+        # limit plus the longest retry countdown, or a running task is delivered twice.
+        "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 1800, minimum=1),
+        # kombu waits forever on a paused or black-holed Redis without these.
+        "socket_connect_timeout": 3,
+        "socket_timeout": 5,
+        "retry_on_timeout": True,
+        "health_check_interval": 25,
+        "max_retries": 2,
+        "interval_start": 0,
+        "interval_step": 0.5,
+        "interval_max": 1,
+    }
+CELERY_BROKER_CONNECTION_TIMEOUT = 3
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 240, minimum=1)
+CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 300, minimum=1)
+CELERY_WORKER_MAX_TASKS_PER_CHILD = 200
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TASK_DEFAULT_QUEUE = "images"
+# Provider calls are pure waiting and run on a thread pool; decoding and thumbnails
+# are CPU work and run on a process pool (see README, "Workers").
+CELERY_TASK_ROUTES = {
+    "generator.tasks.generation_call": {"queue": "provider"},
+    "generator.tasks.generation_mirror": {"queue": "images"},
+    "generator.tasks.generation_sweep": {"queue": "images"},
+}
+# One worker node: threads for provider calls, processes for image work (README).
+WORKER_PROVIDER_CONCURRENCY = envint("WORKER_PROVIDER_CONCURRENCY", 32, minimum=1)
+WORKER_IMAGE_CONCURRENCY = envint("WORKER_IMAGE_CONCURRENCY", 2, minimum=1)
+CELERY_BEAT_SCHEDULE = {
+    "generation-sweep": {
+        "task": "generator.tasks.generation_sweep",
+        "schedule": float(GENERATION_SWEEP_INTERVAL),
+    },
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")

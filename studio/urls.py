@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+from generator import views as generator_views
+
+urlpatterns = [
+    path("accounts/signup/", generator_views.signup, name="signup"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+    path("healthz", generator_views.healthz, name="healthz"),
+    path("", include("generator.urls")),
+]

@@ -1,0 +1,239 @@
+"""The pipeline's services against the offline provider over real HTTP, step by step."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from generator import services
+from generator.models import Generation
+from generator.registry import FLUX_REALISM
+
+pytestmark = pytest.mark.django_db
+
+TREX = "A T-Rex relaxing on a beach, lying on a sun lounger and wearing sunglasses."
+
+
+def make(owner: Any, **params: Any) -> Generation:
+    body = {"model": "flux-realism", "prompt": TREX, "image_size": "square", **params}
+    return services.generation_create(owner=owner, spec=FLUX_REALISM, body=body)
+
+
+def run(generation: Generation) -> Generation:
+    services.generation_call(generation_id=generation.pk)
+    generation.refresh_from_db()
+    if generation.step == Generation.Step.MIRROR and not generation.is_finished:
+        services.generation_mirror(generation_id=generation.pk)
+    generation.refresh_from_db()
+    return generation
+
+
+def media_files(generation: Generation) -> list[str]:
+    folder = Path(settings.MEDIA_ROOT) / "generations" / str(generation.uuid)
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_create_sends_its_message_only_after_commit(owner, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        generation = make(owner)
+    assert generation.status == Generation.Status.QUEUED
+    assert len(callbacks) == 1
+
+
+def test_it_mirrors_the_images_the_provider_made(owner, provider):
+    generation = run(make(owner, image_size={"width": 1472, "height": 512}, num_images=2))
+
+    assert generation.status == Generation.Status.SUCCEEDED, generation.error
+    assert generation.seed.isdigit()
+    assert generation.provider_finished_at <= generation.finished_at
+    images = list(generation.images.order_by("index"))
+    assert [(i.index, i.width, i.height, i.format) for i in images] == [
+        (0, 1472, 512, "jpeg"),
+        (1, 1472, 512, "jpeg"),
+    ]
+    assert media_files(generation) == ["0.jpg", "0_thumb.webp", "1.jpg", "1_thumb.webp"]
+    with PILImage.open(images[0].file.path) as stored:
+        assert stored.size == (1472, 512)
+    with PILImage.open(images[0].thumbnail.path) as thumb:
+        assert thumb.format == "WEBP" and max(thumb.size) <= 512
+    assert provider.generation_calls() == 1
+    sent = provider.calls[0]["body"]
+    assert sent["image_size"] == {"width": 1472, "height": 512}
+    assert sent["num_images"] == 2
+    assert all(
+        "authorization" not in {k.lower() for k in r["headers"]} for r in provider.cdn_requests
+    )
+
+
+def test_the_provider_seed_is_kept_exactly(owner, provider):
+    generation = run(make(owner, seed=123456789))
+    assert generation.seed == "123456789"
+    assert provider.calls[0]["body"]["seed"] == 123456789
+
+
+def test_a_500_then_success_yields_exactly_the_requested_images(owner, provider):
+    provider.fail_next(500)
+    generation = make(owner, num_images=3)
+
+    with pytest.raises(services.RetryLater):
+        services.generation_call(generation_id=generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.RUNNING
+    assert generation.lease_until is None  # released for the retry
+
+    generation = run(generation)
+    assert generation.status == Generation.Status.SUCCEEDED
+    assert generation.attempts == 2
+    assert generation.images.count() == 3
+    assert len(media_files(generation)) == 6
+    assert provider.generation_calls() == 2
+
+
+def test_a_401_fails_once_with_the_providers_message(owner, provider):
+    provider.api_key = "another-key"
+    generation = run(make(owner))
+    assert generation.status == Generation.Status.FAILED
+    assert "requires a valid API key" in generation.error
+    assert provider.generation_calls() == 1
+    assert generation.images.count() == 0
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 422])
+def test_permanent_errors_are_not_retried(owner, provider, status):
+    provider.fail_next(status)
+    generation = run(make(owner))
+    assert generation.status == Generation.Status.FAILED
+    assert generation.error
+    assert provider.generation_calls() == 1
+
+
+def test_repeated_429s_end_in_failed_after_the_attempt_cap(owner, provider, settings):
+    settings.GENERATION_MAX_ATTEMPTS = 3
+    provider.fail_next(429, times=10)
+    generation = make(owner)
+    for _ in range(2):
+        with pytest.raises(services.RetryLater):
+            services.generation_call(generation_id=generation.pk)
+    services.generation_call(generation_id=generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.FAILED
+    assert "Gave up after 3 attempts" in generation.error
+    assert provider.generation_calls() == 3
+
+
+def test_retry_after_is_honoured_within_bounds(settings):
+    settings.GENERATION_RETRY_MAX = 60
+    assert services.retry_delay(1, 7.0) == 7.0
+    assert services.retry_delay(1, 86400.0) == 60
+    assert services.retry_delay(1, 0.0) == 1.0
+    assert 0 < services.retry_delay(3, None) <= 60
+
+
+def test_an_nsfw_answer_is_flagged_not_altered(owner, provider):
+    generation = run(make(owner, prompt="a nude statue in a museum"))
+    image = generation.images.get()
+    assert image.nsfw is True
+
+
+def test_a_second_delivery_does_nothing(owner, provider):
+    generation = run(make(owner))
+    services.generation_call(generation_id=generation.pk)
+    services.generation_mirror(generation_id=generation.pk)
+    assert provider.generation_calls() == 1
+    assert generation.images.count() == 1
+
+
+def test_a_held_generation_is_not_claimed_twice(owner, provider):
+    generation = make(owner)
+    Generation.objects.filter(pk=generation.pk).update(
+        status="running", lease_until=timezone.now() + timedelta(minutes=5)
+    )
+    services.generation_call(generation_id=generation.pk)
+    assert provider.generation_calls() == 0
+
+
+def test_a_generation_that_never_finishes_is_failed_at_the_cap(owner, provider, settings):
+    settings.GENERATION_MAX_ATTEMPTS = 2
+    generation = make(owner)
+    # Two deliveries whose worker died mid-call: claimed, never released.
+    Generation.objects.filter(pk=generation.pk).update(
+        status="running", attempts=2, lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    services.generation_call(generation_id=generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.FAILED
+    assert "Stopped after 2 attempts" in generation.error
+    assert provider.generation_calls() == 0
+
+
+def test_an_expired_provider_url_fails_without_calling_the_provider_again(owner, provider):
+    generation = make(owner)
+    services.generation_call(generation_id=generation.pk)
+    provider.url_ttl = 0.000001
+    services.generation_mirror(generation_id=generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.FAILED
+    assert "Could not copy image 1" in generation.error
+    assert provider.generation_calls() == 1
+
+
+def test_mirroring_resumes_after_a_partial_copy(owner, provider):
+    generation = make(owner, num_images=2)
+    services.generation_call(generation_id=generation.pk)
+    generation.refresh_from_db()
+    good = generation.provider_images[0]["url"]
+    broken = dict(generation.provider_images[1], url=good.replace("/files/", "/files/x"))
+    Generation.objects.filter(pk=generation.pk).update(
+        provider_images=[generation.provider_images[0], broken]
+    )
+    services.generation_mirror(generation_id=generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.FAILED
+    assert generation.images.count() == 1  # the first was kept, not re-fetched later
+
+
+def test_inline_base64_answers_are_mirrored(owner, provider):
+    provider.shape = "b64"
+    generation = make(owner, num_images=2)
+    services.generation_call(generation_id=generation.pk)
+    generation.refresh_from_db()
+    assert all(entry.get("stored") for entry in generation.provider_images)
+    assert "characters>" in str(generation.provider_response)  # payload not kept twice
+    generation = run(generation)
+    assert generation.status == Generation.Status.SUCCEEDED, generation.error
+    assert [i.width for i in generation.images.all()] == [512, 512]
+    assert "incoming" not in media_files(generation)
+    assert provider.cdn_requests == []
+
+
+def test_the_sweep_resends_what_nobody_holds(owner, django_capture_on_commit_callbacks):
+    now = timezone.now()
+    due = make(owner)
+    held = make(owner)
+    abandoned = make(owner)
+    fresh = make(owner)
+    done = make(owner)
+    Generation.objects.filter(pk=due.pk).update(sweep_after=now - timedelta(seconds=1))
+    Generation.objects.filter(pk=held.pk).update(
+        status="running", lease_until=now + timedelta(minutes=1), sweep_after=now
+    )
+    Generation.objects.filter(pk=abandoned.pk).update(
+        status="running", lease_until=now - timedelta(seconds=1)
+    )
+    Generation.objects.filter(pk=done.pk).update(
+        status="succeeded", sweep_after=now - timedelta(hours=1)
+    )
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert services.generation_sweep() == 2
+    assert len(callbacks) == 2
+    fresh.refresh_from_db()
+    assert fresh.status == "queued"
+    # Re-sent rows are not re-sent again on the next tick.
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert services.generation_sweep() == 0
