@@ -129,8 +129,8 @@ def generate_images(body: dict) -> ProviderResult:
     """POST `body` to {AIMLAPI_BASE_URL}/images/generations and parse the answer.
 
     Raises TransientProviderError or PermanentProviderError; neither ever carries the key.
-    Redirects are not followed: requests would re-send the Authorization header to
-    wherever a 3xx points if it stays on the same host, and the API never redirects.
+    A 3xx is not followed but refused: the API documents none, and following one would
+    replay the prompt (and, on the same host, the key) to an address nobody configured.
     """
     key = settings.AIMLAPI_KEY or ""
     if not key:
@@ -647,7 +647,7 @@ def _parse_mirror_url(url: str) -> _Target:
         request_target += f"?{parts.query}"
     # Keep existing escapes and reserved characters; encode the rest (non-ASCII paths).
     request_target = quote(request_target, safe="/:@!$&'()*+,;=?%~-._")
-    return _Target(scheme, host, port, port_text is not None, request_target)
+    return _Target(scheme, host, port, port != default_port, request_target)
 
 
 def _forbidden_url_char(ch: str) -> bool:
@@ -846,9 +846,10 @@ def _connect(target: _Target, addresses: list[str], deadline: float) -> HTTPConn
             conn.close()
             continue
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            # After TCP connected: a failed TLS handshake or certificate check.
             conn.close()
             raise TransientMirrorError(
-                f"Could not open a secure connection to {target.host} ({type(exc).__name__})"
+                f"The TLS handshake with {target.host} failed ({type(exc).__name__})"
             ) from exc
         return conn
     raise TransientMirrorError(f"Could not connect to the image host {target.host}")

@@ -884,6 +884,8 @@ class _Handler(BaseHTTPRequestHandler):
             stats = {
                 "generation_calls": self.provider.generation_calls(),
                 "cdn_requests": len(self.provider.cdn_requests),
+                "in_flight": self.provider.in_flight,
+                "max_in_flight": self.provider.max_in_flight,
             }
             self._send_json(200, stats, head=head)
         elif route == "/v1/models":
@@ -998,8 +1000,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(400, f"{ERROR_MESSAGES[400]} {exc}", record=record)
             return
 
-        if provider.latency > 0:
-            provider._stopping.wait(provider.latency)
+        # Counted while "generating", so callers can see how many calls a client keeps
+        # in flight at once (the studio's throughput target).
+        provider._enter()
+        try:
+            if provider.latency > 0:
+                provider._stopping.wait(provider.latency)
+        finally:
+            provider._leave()
         answer = provider._build_answer(
             model_id, entry, body, self._public_origin(), time.monotonic() - started
         )
@@ -1052,6 +1060,8 @@ class OfflineProvider:
         self.cdn_requests: list[dict[str, Any]] = []
         self._failures: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._random = random.Random()
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
@@ -1154,6 +1164,16 @@ class OfflineProvider:
             self.calls.clear()
             self.cdn_requests.clear()
             self._failures.clear()
+            self.max_in_flight = 0
+
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def _take_failure(self) -> dict[str, Any] | None:
         with self._lock:

@@ -10,8 +10,16 @@ def celery_base(python: str) -> list[str]:
     return [python, "-m", "celery", "-A", "studio"]
 
 
-def worker_commands(python: str, *, loglevel: str = "INFO") -> dict[str, list[str]]:
+def worker_commands(
+    python: str,
+    *,
+    loglevel: str = "INFO",
+    provider_concurrency: int | None = None,
+    image_concurrency: int | None = None,
+) -> dict[str, list[str]]:
     common = ["--without-gossip", "--without-mingle", "-l", loglevel]
+    provider_concurrency = provider_concurrency or settings.WORKER_PROVIDER_CONCURRENCY
+    image_concurrency = image_concurrency or settings.WORKER_IMAGE_CONCURRENCY
     return {
         # Provider calls only wait on the network: many threads, bounded by the HTTP
         # timeouts in generator/client.py (Celery time limits do not apply to threads).
@@ -23,7 +31,7 @@ def worker_commands(python: str, *, loglevel: str = "INFO") -> dict[str, list[st
             "-P",
             "threads",
             "-c",
-            str(settings.WORKER_PROVIDER_CONCURRENCY),
+            str(provider_concurrency),
             "-n",
             "provider@%h",
             *common,
@@ -38,7 +46,7 @@ def worker_commands(python: str, *, loglevel: str = "INFO") -> dict[str, list[st
             "-P",
             "prefork",
             "-c",
-            str(settings.WORKER_IMAGE_CONCURRENCY),
+            str(image_concurrency),
             "-n",
             "images@%h",
             *common,

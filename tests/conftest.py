@@ -130,7 +130,13 @@ class Workers:
     def start(self, names: tuple[str, ...] = ("worker-provider", "worker-images")) -> Workers:
         from studio.processes import worker_commands
 
-        commands = worker_commands(sys.executable, loglevel="INFO")
+        # Concurrency as the env given to the workers says (default: production's).
+        commands = worker_commands(
+            sys.executable,
+            loglevel="INFO",
+            provider_concurrency=int(self.env.get("WORKER_PROVIDER_CONCURRENCY") or 32),
+            image_concurrency=int(self.env.get("WORKER_IMAGE_CONCURRENCY") or 2),
+        )
         for name in names:
             log = self.logdir / f"{name}-{time.monotonic_ns()}.log"
             self.logs[name] = log

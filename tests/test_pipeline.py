@@ -200,3 +200,33 @@ def test_a_new_user_generates_over_http_and_the_image_outlives_the_cdn(
     assert again.headers["X-Content-Type-Options"] == "nosniff"
     anonymous = requests.get(base + image_url, timeout=5, allow_redirects=False)
     assert anonymous.status_code == 302 and "/accounts/login/" in anonymous.headers["Location"]
+
+
+def test_one_worker_node_keeps_32_provider_calls_in_flight(
+    owner, provider, offline_provider_server, tmp_path
+):
+    """The provider worker, as `make run` and docker-compose start it (32 threads),
+    waits on 32 slow provider calls at once rather than one per core."""
+    from generator.registry import FLUX_REALISM
+    from generator.services import generation_create
+
+    env = worker_env(offline_provider_server)
+    del env["WORKER_PROVIDER_CONCURRENCY"]  # the production default
+    group = Workers(env, tmp_path).start()
+    try:
+        provider.latency = 4.0
+        generations = [
+            generation_create(
+                owner=owner,
+                spec=FLUX_REALISM,
+                body={"model": "flux-realism", "prompt": f"tile {i}", "image_size": "square"},
+            )
+            for i in range(36)
+        ]
+        wait_for(lambda: provider.max_in_flight >= 32, timeout=40, interval=0.05)
+        provider.latency = 0.0
+        for generation in generations:
+            assert finished(generation, timeout=60).status == "succeeded"
+        assert provider.generation_calls() == 36
+    finally:
+        group.stop()

@@ -297,11 +297,9 @@ def test_healthz_reports_database_and_broker(client):
     assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
 
 
-def test_healthz_fails_when_the_broker_is_unreachable(client, monkeypatch):
-    from studio.celery import app
-
-    monkeypatch.setitem(app.conf, "broker_url", "redis://127.0.0.1:9/0")
-    monkeypatch.setitem(app.conf, "broker_transport_options", {"socket_connect_timeout": 1})
+def test_healthz_fails_when_the_broker_is_unreachable(client, settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:9/0"
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1}
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["broker"].startswith("error")

@@ -123,6 +123,7 @@ class Command(BaseCommand):
             text=True,
             # Own process group: Ctrl-C reaches us once, and we stop children in order.
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.children.append((name, proc))
         return proc
@@ -150,6 +151,17 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.stdout.write("studio: stopped")
+
+
+def _die_with_parent() -> None:
+    # If this launcher is killed outright, its children must not linger as orphans
+    # holding the port and consuming the queue (Linux only; elsewhere a no-op).
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _drain(stream: IO[str]) -> None:

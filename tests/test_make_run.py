@@ -1,0 +1,174 @@
+"""`make run` as a new user meets it: no key, no services, one command."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from generator.offline_provider import OfflineProvider
+from tests.conftest import ROOT, wait_for
+
+pytestmark = pytest.mark.worker
+
+PASSWORD = "a long enough pass 42"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Studio:
+    def __init__(self, data_dir: Path, extra_env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DJANGO_", "DATABASE_", "CELERY_", "AIMLAPI_", "MIRROR_"))
+        }
+        env.update(DATA_DIR=str(data_dir), PORT=str(self.port), OFFLINE_PROVIDER_LATENCY="0.5")
+        env.update(extra_env)
+        self.log = data_dir / "make-run.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["make", "--no-print-directory", "run"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.session = requests.Session()
+
+    def wait_healthy(self) -> None:
+        def healthy() -> bool:
+            assert self.proc.poll() is None, self.log.read_text()[-4000:]
+            try:
+                return requests.get(self.base + "/healthz", timeout=2).status_code == 200
+            except requests.RequestException:  # not listening yet, or still booting
+                return False
+
+        wait_for(healthy, timeout=120, interval=0.5)
+
+    def csrf(self, path: str) -> str:
+        page = self.session.get(self.base + path)
+        return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+
+    def sign_up(self) -> requests.Response:
+        return self.session.post(
+            self.base + "/accounts/signup/",
+            {
+                "csrfmiddlewaretoken": self.csrf("/accounts/signup/"),
+                "username": "first",
+                "password1": PASSWORD,
+                "password2": PASSWORD,
+            },
+        )
+
+    def generate(self, **fields: str) -> str:
+        response = self.session.post(
+            self.base + "/",
+            {
+                "csrfmiddlewaretoken": self.csrf("/"),
+                "model": "flux-realism",
+                "prompt": "a lighthouse at dusk",
+                "image_size": "square",
+                "output_format": "png",
+                "enable_safety_checker": "on",
+                **fields,
+            },
+            allow_redirects=False,
+        )
+        assert response.status_code == 303, response.text[:3000]
+        detail = self.base + response.headers["Location"]
+
+        def done() -> str | None:
+            text = self.session.get(detail).text
+            return text if ("badge-succeeded" in text or "badge-failed" in text) else None
+
+        return wait_for(done, timeout=90, interval=0.5)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            raise
+
+
+@pytest.fixture
+def studio_factory(tmp_path: Path) -> Iterator:
+    started: list[Studio] = []
+
+    def start(**env: str) -> Studio:
+        studio = Studio(tmp_path / f"data{len(started)}", env)
+        started.append(studio)
+        return studio
+
+    yield start
+    for studio in started:
+        if studio.proc.poll() is None:
+            studio.stop()
+
+
+def test_make_run_serves_the_studio_with_the_offline_provider(studio_factory):
+    studio = studio_factory()
+    studio.wait_healthy()
+    assert "Offline demo provider" in studio.session.get(studio.base + "/accounts/login/").text
+
+    assert "New image" in studio.sign_up().text
+    page = studio.generate()
+    assert "badge-succeeded" in page, page[-3000:]
+    assert "Offline demo provider" in page
+    image = re.search(r'<img src="(/media/generations/[^"]+\.png)"', page).group(1)
+    response = studio.session.get(studio.base + image)
+    assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
+
+    started = time.monotonic()
+    # Ctrl-C reaches make too, which then reports the interrupt as its exit status.
+    assert studio.stop() in (0, -signal.SIGINT, 130), studio.log.read_text()[-3000:]
+    assert time.monotonic() - started < 40
+    with pytest.raises(requests.ConnectionError):
+        requests.get(studio.base + "/healthz", timeout=2)
+    log = studio.log.read_text()
+    assert "offline demo provider" in log
+    assert "offline provider stopped" in log and "studio: stopped" in log
+
+
+def test_make_run_with_a_key_uses_the_configured_provider(studio_factory):
+    """Configuration alone points the studio at any AI/ML-API-compatible server."""
+    upstream = OfflineProvider(api_key="a-real-looking-key").start()
+    try:
+        studio = studio_factory(
+            AIMLAPI_KEY="a-real-looking-key",
+            AIMLAPI_BASE_URL=upstream.base_url,
+            MIRROR_ALLOWED_HOSTS="127.0.0.1",
+            MIRROR_ALLOW_PRIVATE_ADDRESSES="true",
+        )
+        studio.wait_healthy()
+        assert (
+            "Offline demo provider" not in studio.session.get(studio.base + "/accounts/login/").text
+        )
+        studio.sign_up()
+        page = studio.generate(seed="77")
+        assert "badge-succeeded" in page, page[-3000:]
+        assert '<dd id="generation-seed">77</dd>' in page
+        assert upstream.generation_calls() == 1
+        assert upstream.calls[0]["headers"]["Authorization"] == "Bearer a-real-looking-key"
+        studio.stop()
+        assert "offline demo provider" not in studio.log.read_text()
+    finally:
+        upstream.stop()
