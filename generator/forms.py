@@ -66,6 +66,11 @@ class GenerationForm(forms.Form):
                     min_value=rule.minimum,
                     max_value=rule.maximum,
                     step_size=rule.multiple,
+                    error_messages={
+                        "step_size": f"Must be a multiple of {rule.multiple}, e.g. "
+                        f"{rule.minimum}, {rule.minimum + rule.multiple} or "
+                        f"{rule.maximum - rule.multiple}."
+                    },
                     help_text=(
                         f"{rule.minimum}–{rule.maximum}, a multiple of {rule.multiple}; "
                         "used when Size is Custom."

@@ -470,7 +470,7 @@ def test_read_timeout_is_transient(fake: FakeServer, provider_url: str, settings
     started = time.monotonic()
     with pytest.raises(TransientProviderError):
         client.generate_images({})
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 4  # well before the server would have finished
 
 
 def test_slow_drip_is_cut_at_the_total_deadline(
@@ -483,7 +483,7 @@ def test_slow_drip_is_cut_at_the_total_deadline(
     started = time.monotonic()
     with pytest.raises(TransientProviderError, match="took longer"):
         client.generate_images({})
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 4  # well before the server would have finished
 
 
 @pytest.mark.parametrize("chunked", [False, True])
@@ -915,7 +915,7 @@ def test_announced_length_over_the_cap_is_refused_before_reading(
     started = time.monotonic()
     with pytest.raises(PermanentMirrorError, match="MIRROR_MAX_BYTES"):
         client.fetch_image(fake.url("/big.png"))
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 4  # not waiting for the announced body
 
 
 def test_chunked_body_over_the_cap_is_cut_off(
@@ -940,7 +940,7 @@ def test_slow_drip_is_cut_at_the_mirror_deadline(
     started = time.monotonic()
     with pytest.raises(TransientMirrorError, match="took longer"):
         client.fetch_image(fake.url("/slow.png"))
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 4  # well before the server would have finished
 
 
 def test_silent_host_is_cut_at_the_mirror_deadline(
@@ -951,7 +951,7 @@ def test_silent_host_is_cut_at_the_mirror_deadline(
     started = time.monotonic()
     with pytest.raises(TransientMirrorError):
         client.fetch_image(fake.url("/silent.png"))
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 4  # well before the server would have finished
 
 
 @pytest.mark.parametrize(

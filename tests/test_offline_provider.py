@@ -247,14 +247,14 @@ def test_a_wrong_key_stays_401_while_failures_are_queued(provider: OfflineProvid
 
 
 def test_timeout_mode_hangs_past_the_client_read_timeout(provider: OfflineProvider) -> None:
-    provider.hang_seconds = 1.5
+    provider.hang_seconds = 6
     provider.fail_next("timeout")
 
     started = time.monotonic()
     with pytest.raises(requests.ReadTimeout):
         generate(provider, REALISM, timeout=(5, 0.3))
 
-    assert time.monotonic() - started < 1.4
+    assert time.monotonic() - started < 4  # the client gave up, the server still hangs
     assert provider.generation_calls() == 1
     assert generate(provider, REALISM).status_code == 200
 
@@ -417,27 +417,23 @@ def test_image_to_image_takes_the_size_of_a_data_uri(provider: OfflineProvider) 
     assert "image_url: Required" in missing.json()["message"]
 
 
-def test_renders_are_large_enough_and_fast_enough() -> None:
-    started = time.monotonic()
+def test_renders_have_realistic_sizes() -> None:
     big = render_image("flux/dev", "speed", "d", 1, 1536, 1536, "png")
-    elapsed = time.monotonic() - started
     photo = render_image("flux-realism", TREX, "e", 1, 1024, 768, "jpeg")
 
-    assert elapsed < 1.0  # ~0.3 s here; the margin absorbs slow CI machines
     assert big.startswith(b"\x89PNG")
     assert 100_000 < len(photo) < 500_000
 
 
 def test_forty_concurrent_requests_overlap(provider: OfflineProvider) -> None:
-    provider.latency = 1.0
+    provider.latency = 3.0
 
-    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=40) as pool:
         statuses = list(pool.map(lambda _: generate(provider, REALISM).status_code, range(40)))
 
     assert statuses == [200] * 40
-    assert time.monotonic() - started < 10
     assert provider.generation_calls() == 40
+    assert provider.max_in_flight == 40  # all were generating at once, none queued behind
 
 
 def test_control_endpoints_script_a_separate_process(provider: OfflineProvider) -> None:
@@ -449,7 +445,7 @@ def test_control_endpoints_script_a_separate_process(provider: OfflineProvider) 
     assert generate(provider, REALISM).status_code == 502
     assert generate(provider, REALISM).status_code == 200
     stats = requests.get(f"{control}/stats", timeout=10).json()
-    assert stats == {"generation_calls": 3, "cdn_requests": 0}
+    assert stats == {"generation_calls": 3, "cdn_requests": 0, "in_flight": 0, "max_in_flight": 1}
 
     requests.post(f"{control}/fail", json={"status": 500}, timeout=10)
     requests.post(f"{control}/reset", timeout=10)
