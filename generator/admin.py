@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from generator.models import Generation, Image
+from generator.models import ApiToken, Generation, Image
 
 
 class ImageInline(admin.TabularInline):
@@ -21,3 +21,12 @@ class GenerationAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Generation._meta.fields]
     inlines = [ImageInline]
     list_select_related = ("owner",)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("name", "user", "prefix", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "user__username", "prefix")
+    readonly_fields = ("uuid", "user", "prefix", "token_hash", "created_at", "last_used_at")
+    list_select_related = ("user",)

@@ -22,6 +22,13 @@ from generator.registry import (
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+class PromptField(forms.CharField):
+    def to_python(self, value: Any) -> str:
+        # Stripped before validation, so a stray control character (NUL included) is
+        # dropped rather than failing a prompt that is otherwise fine.
+        return super().to_python(CONTROL_CHARS.sub("", value) if isinstance(value, str) else value)
+
+
 def size_label(preset: str) -> str:
     width, height = IMAGE_SIZE_PRESETS[preset]
     name = preset.replace("_", " ").replace(" 4 3", " 4:3").replace(" 16 9", " 16:9")
@@ -46,7 +53,7 @@ class GenerationForm(forms.Form):
         self.spec = spec
         self.fields["model"].choices = model_choices()
         self.fields["model"].initial = spec.id
-        self.fields["prompt"] = forms.CharField(
+        self.fields["prompt"] = PromptField(
             label="Prompt",
             max_length=spec.prompt_max_length,
             widget=forms.Textarea(attrs={"rows": 4, "autofocus": True}),
@@ -80,7 +87,7 @@ class GenerationForm(forms.Form):
             self.fields[param.name] = _field_for(param)
 
     def clean_prompt(self) -> str:
-        prompt = CONTROL_CHARS.sub("", self.cleaned_data["prompt"]).strip()
+        prompt = self.cleaned_data["prompt"].strip()
         if not prompt:
             raise forms.ValidationError("Describe the image you want.")
         return prompt

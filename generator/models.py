@@ -37,6 +37,12 @@ class Generation(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     step = models.CharField(max_length=16, choices=Step.choices, default=Step.CALL)
     error = models.TextField(blank=True)
+    # The provider's HTTP status when it refused (401, 429...), so the API can answer
+    # with the same status; null for failures of our own (mirroring, attempts).
+    error_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Options the studio itself honours, never sent upstream (e.g. response_format
+    # for API clients asking for base64 images).
+    options = models.JSONField(default=dict, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     mirror_attempts = models.PositiveIntegerField(default=0)
     lease_until = models.DateTimeField(null=True, blank=True)
@@ -132,3 +138,37 @@ class Image(models.Model):
     @property
     def content_type(self) -> str:
         return {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}[self.format]
+
+
+class ApiToken(models.Model):
+    """A personal token for the studio's API; only the sha256 of the token is stored.
+
+    Created and checked in generator.tokens; the gateway relies on `token_hash`
+    being unique to find the user behind an `Authorization: Bearer` header.
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    # The token's first characters, so a user can tell tokens apart in the list.
+    prefix = models.CharField(max_length=16)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [
+            # The tokens page and the per-user cap: one user's tokens, newest first.
+            models.Index(fields=["user", "-created_at", "-id"], name="apitoken_user_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -89,16 +89,57 @@ def user_signup(*, form: Any) -> AbstractBaseUser:
 # --- Creating and sending ------------------------------------------------------------
 
 
+class GenerationLimitReached(Exception):
+    """The owner has too many generations in progress or started too many this hour."""
+
+
+def generation_limit_reason(*, owner: AbstractBaseUser) -> str | None:
+    """Why `owner` may not start another generation now, or None if they may."""
+    active_limit = settings.GENERATION_MAX_ACTIVE_PER_USER
+    active = Generation.objects.filter(
+        owner=owner, status__in=(Status.QUEUED, Status.RUNNING)
+    ).count()
+    if active >= active_limit:
+        return (
+            f"{LIMIT_PREFIX} you have {active} generations in progress and the limit is "
+            f"{active_limit}; wait for one to finish."
+        )
+    hourly_limit = settings.GENERATION_MAX_PER_HOUR
+    since = timezone.now() - timedelta(hours=1)
+    recent = Generation.objects.filter(owner=owner, created_at__gte=since).count()
+    if recent >= hourly_limit:
+        return (
+            f"{LIMIT_PREFIX} {recent} generations in the last hour (the limit is {hourly_limit})."
+        )
+    return None
+
+
+LIMIT_PREFIX = "Limit reached:"
+
+
 @transaction.atomic
 def generation_create(
-    *, owner: AbstractBaseUser, spec: ModelSpec, body: dict[str, Any]
+    *,
+    owner: AbstractBaseUser,
+    spec: ModelSpec,
+    body: dict[str, Any],
+    options: dict[str, Any] | None = None,
 ) -> Generation:
-    """Save a queued generation; its message goes to the broker after commit."""
+    """Save a queued generation; its message goes to the broker after commit.
+
+    Raises GenerationLimitReached when the owner is over a limit; the owner's row is
+    locked while counting, so concurrent submissions cannot both slip under it.
+    """
+    get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+    reason = generation_limit_reason(owner=owner)
+    if reason:
+        raise GenerationLimitReached(reason)
     generation = Generation(
         owner=owner,
         model=spec.id,
         prompt=body["prompt"],
         params=body,
+        options=options or {},
         status=Status.QUEUED,
         step=Step.CALL,
         sweep_after=timezone.now() + timedelta(seconds=settings.GENERATION_QUEUE_GRACE_SECONDS),
@@ -168,12 +209,13 @@ def _release_for_retry(generation: Generation, countdown: float, reason: str) ->
     )
 
 
-def _fail(generation: Generation, message: str) -> None:
+def _fail(generation: Generation, message: str, *, status: int | None = None) -> None:
     now = timezone.now()
     _update_held(
         generation,
         status=Status.FAILED,
         error=message[:2000],
+        error_status=status,
         lease_until=None,
         claim_token=None,
         finished_at=now,
@@ -213,13 +255,17 @@ def generation_call(*, generation_id: int, policy: RetryPolicy | None = None) ->
     except client.TransientProviderError as exc:
         reason = f"The provider did not answer this time: {exc.message}"
         if generation.attempts >= policy.max_attempts:
-            _fail(generation, f"Gave up after {generation.attempts} attempts. {exc.message}")
+            _fail(
+                generation,
+                f"Gave up after {generation.attempts} attempts. {exc.message}",
+                status=exc.status or 504,
+            )
             return
         countdown = policy.delay(generation.attempts, exc.retry_after)
         _release_for_retry(generation, countdown, reason)
         raise RetryLater(countdown, reason) from exc
     except client.ProviderError as exc:
-        _fail(generation, exc.message)
+        _fail(generation, exc.message, status=exc.status or 502)
         return
 
     _save_provider_result(generation, result)

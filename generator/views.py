@@ -8,6 +8,7 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.files.storage import default_storage
 from django.db import connection
 from django.http import (
@@ -26,20 +27,23 @@ from django_htmx.middleware import HtmxDetails
 from kombu import Connection
 
 from generator import selectors, services
+from generator.api import unauthorized
 from generator.forms import SignupForm, generation_form
 from generator.models import Generation, Image
+from generator.tokens import api_token_authenticate, bearer_token
 
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
-def _get_generation_for_user(request: HttpRequest, uuid: UUID) -> Generation:
+def _get_generation_for_user(request: HttpRequest, uuid: UUID, user: Any = None) -> Generation:
     """The generation if this user may see it; 404 otherwise, so existence never leaks."""
+    user = user or request.user
     generation = get_object_or_404(
         Generation.objects.select_related("owner").prefetch_related("images"), uuid=uuid
     )
-    if generation.owner_id != request.user.pk and not request.user.is_staff:
+    if generation.owner_id != user.pk and not user.is_staff:
         raise Http404("No such generation")
     return generation
 
@@ -50,10 +54,15 @@ def _get_generation_for_user(request: HttpRequest, uuid: UUID) -> Generation:
 def studio(request: HtmxHttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = generation_form(request.POST)
+        generation = None
         if form.is_valid():
-            generation = services.generation_create(
-                owner=request.user, spec=form.spec, body=form.request_body()
-            )
+            try:
+                generation = services.generation_create(
+                    owner=request.user, spec=form.spec, body=form.request_body()
+                )
+            except services.GenerationLimitReached as exc:
+                form.add_error(None, str(exc))
+        if generation is not None:
             if request.htmx:
                 return render(
                     request,
@@ -67,7 +76,7 @@ def studio(request: HtmxHttpRequest) -> HttpResponse:
             # htmx does not swap 4xx answers by default, so errors come back as 200
             # and replace the form in place.
             return reswap(retarget(response, "#generation-form"), "outerHTML")
-        status = 400
+        status = 429 if form.non_field_errors() else 400
     else:
         form = generation_form(initial=_reuse_initial(request))
         status = 200
@@ -128,12 +137,21 @@ MEDIA_NAME = re.compile(
 
 
 @require_GET
-@login_required
 def media(request: HttpRequest, name: str) -> HttpResponse:
+    # API clients fetch the URLs they were given with the same bearer token.
+    raw = bearer_token(request.headers.get("Authorization"))
+    if raw:
+        user = api_token_authenticate(raw)
+        if user is None:
+            return unauthorized(request.path)
+    elif request.user.is_authenticated:
+        user = request.user
+    else:
+        return redirect_to_login(request.get_full_path())
     match = MEDIA_NAME.match(name)
     if not match:
         raise Http404("No such file")
-    generation = _get_generation_for_user(request, UUID(match["uuid"]))
+    generation = _get_generation_for_user(request, UUID(match["uuid"]), user)
     image = get_object_or_404(Image, generation=generation, index=int(match["index"]))
     stored = image.thumbnail.name if match["thumb"] else image.file.name
     if stored != name:

@@ -62,3 +62,16 @@ def beat_command(python: str, *, loglevel: str = "INFO") -> list[str]:
         "-s",
         settings.CELERY_BEAT_SCHEDULE_FILENAME,
     ]
+
+
+def web_command(python: str, *, bind: str, workers: int = 2) -> list[str]:
+    # ASGI, so an API call waiting minutes for its images holds neither a worker
+    # process nor a thread, only a coroutine.
+    return [
+        python, "-m", "gunicorn", "studio.asgi:application",
+        "--worker-class", "asgi",
+        "--bind", bind,
+        "--workers", str(workers),
+        "--access-logfile", "-",
+        "--graceful-timeout", "10",
+    ]  # fmt: skip

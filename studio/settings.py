@@ -300,6 +300,15 @@ GENERATION_QUEUE_GRACE_SECONDS = envint("GENERATION_QUEUE_GRACE_SECONDS", 120, m
 GENERATION_SWEEP_INTERVAL = envint("GENERATION_SWEEP_INTERVAL", 30, minimum=1)
 GENERATION_MAX_STORED_RESPONSE = envint("GENERATION_MAX_STORED_RESPONSE", 64 * 1024, minimum=1024)
 
+# Per-user limits, for the web form and the API alike: generations queued or running
+# at once, and generations started in the last hour.
+GENERATION_MAX_ACTIVE_PER_USER = envint("GENERATION_MAX_ACTIVE_PER_USER", 16, minimum=1)
+GENERATION_MAX_PER_HOUR = envint("GENERATION_MAX_PER_HOUR", 300, minimum=1)
+GENERATION_LIMIT_RETRY_AFTER = envint("GENERATION_LIMIT_RETRY_AFTER", 30, minimum=1)
+# How long POST /v1/images/generations waits for the images before answering 504
+# with the generation's Location (it keeps running).
+API_WAIT_TIMEOUT = envfloat("API_WAIT_TIMEOUT", 120.0, minimum=1.0)
+
 # --- Celery -------------------------------------------------------------------------
 
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL")

@@ -8,7 +8,9 @@ from generator import views as generator_views
 urlpatterns = [
     path("accounts/signup/", generator_views.signup, name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("account/", include("generator.account_urls")),
     path("admin/", admin.site.urls),
+    path("v1/", include("generator.api_urls")),
     path("healthz", generator_views.healthz, name="healthz"),
     path("", include("generator.urls")),
 ]

@@ -203,13 +203,14 @@ def test_a_new_user_generates_over_http_and_the_image_outlives_the_cdn(
 
 
 def test_one_worker_node_keeps_32_provider_calls_in_flight(
-    owner, provider, offline_provider_server, tmp_path
+    owner, provider, offline_provider_server, tmp_path, settings
 ):
     """The provider worker, as `make run` and docker-compose start it (32 threads),
     waits on 32 slow provider calls at once rather than one per core."""
     from generator.registry import FLUX_REALISM
     from generator.services import generation_create
 
+    settings.GENERATION_MAX_ACTIVE_PER_USER = 64
     env = worker_env(offline_provider_server)
     del env["WORKER_PROVIDER_CONCURRENCY"]  # the production default
     group = Workers(env, tmp_path).start()

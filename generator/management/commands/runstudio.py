@@ -17,7 +17,7 @@ from typing import IO, Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from studio.processes import beat_command, worker_commands
+from studio.processes import beat_command, web_command, worker_commands
 
 OFFLINE_KEY = "offline-demo-key"
 
@@ -47,22 +47,7 @@ class Command(BaseCommand):
             bind = f"{options['host']}:{options['port']}"
             self._spawn(
                 "web",
-                [
-                    python,
-                    "-m",
-                    "gunicorn",
-                    "studio.wsgi:application",
-                    "--bind",
-                    bind,
-                    "--workers",
-                    str(options["web_workers"]),
-                    "--threads",
-                    "4",
-                    "--access-logfile",
-                    "-",
-                    "--graceful-timeout",
-                    "10",
-                ],
+                web_command(python, bind=bind, workers=options["web_workers"]),
                 env,
             )
             self.stdout.write(f"studio: serving on http://{bind}/ (Ctrl-C to stop)")
