@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell for p in python3.13 python3.12 python3 python; do \
 	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then echo $$p; break; fi; done)
 
-.PHONY: run test install lint format migrations-check worker bench clean
+.PHONY: run test install lint format migrations-check bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 or newer is required (see .python-version)"; exit 1; }
@@ -39,3 +39,6 @@ migrations-check: install
 
 clean:
 	rm -rf $(VENV) var
+
+bench: install
+	$(PY) bench/api_concurrency.py

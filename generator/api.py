@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 import time
 import uuid as uuid_module
 from typing import Any
@@ -165,8 +166,18 @@ def _form_errors(form: Any) -> str:
     return "; ".join(parts)
 
 
+# Waiting API calls run their short database steps through these slots, so however
+# many are waiting, one web process holds at most this many connections for them.
+_DB_SLOTS = threading.BoundedSemaphore(settings.API_DB_CONCURRENCY)
+
+
 def _validate_and_create(user: Any, body: Any) -> Generation | str:
     """Create the generation, or return the validation message. Runs in a thread."""
+    with _DB_SLOTS:
+        return _validate_and_create_unbounded(user, body)
+
+
+def _validate_and_create_unbounded(user: Any, body: Any) -> Generation | str:
     try:
         spec, data, options = form_data_from_body(body)
     except BodyError as exc:
@@ -185,10 +196,27 @@ def _validate_and_create(user: Any, body: Any) -> Generation | str:
 
 
 def _current(generation_id: int) -> Generation:
-    try:
-        return Generation.objects.prefetch_related("images").get(pk=generation_id)
-    finally:
-        _release_connection()
+    with _DB_SLOTS:
+        try:
+            return Generation.objects.prefetch_related("images").get(pk=generation_id)
+        finally:
+            _release_connection()
+
+
+def _bounded_authenticate(raw: str) -> Any:
+    with _DB_SLOTS:
+        try:
+            return api_token_authenticate(raw)
+        finally:
+            _release_connection()
+
+
+def _bounded_generation_json(request: HttpRequest, generation_id: int) -> dict[str, Any]:
+    with _DB_SLOTS:
+        try:
+            return generation_json(request, generation_id)
+        finally:
+            _release_connection()
 
 
 def _release_connection() -> None:
@@ -205,7 +233,7 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
         return api_error(405, f"Method {request.method} is not allowed; use POST", path)
     # Only a token may create: a browser session on a cross-site POST must not.
     raw = bearer_token(request.headers.get("Authorization"))
-    user = await sync_to_async(api_token_authenticate)(raw) if raw else None
+    user = await sync_to_async(_bounded_authenticate)(raw) if raw else None
     if user is None:
         return unauthorized(path)
     try:
@@ -224,7 +252,7 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
     location = request.build_absolute_uri(reverse("api:generation", args=[generation.uuid]))
 
     if "respond-async" in request.headers.get("Prefer", ""):
-        data = await sync_to_async(generation_json)(request, generation.pk)
+        data = await sync_to_async(_bounded_generation_json)(request, generation.pk)
         response = JsonResponse(data, status=202)
         response["Location"] = location
         response["Preference-Applied"] = "respond-async"

@@ -308,6 +308,8 @@ GENERATION_LIMIT_RETRY_AFTER = envint("GENERATION_LIMIT_RETRY_AFTER", 30, minimu
 # How long POST /v1/images/generations waits for the images before answering 504
 # with the generation's Location (it keeps running).
 API_WAIT_TIMEOUT = envfloat("API_WAIT_TIMEOUT", 120.0, minimum=1.0)
+# Database connections one web process uses at most for waiting API calls.
+API_DB_CONCURRENCY = envint("API_DB_CONCURRENCY", 8, minimum=1)
 
 # --- Celery -------------------------------------------------------------------------
 
