@@ -7,6 +7,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,7 @@ class Studio:
         }
         env.update(DATA_DIR=str(data_dir), PORT=str(self.port), OFFLINE_PROVIDER_LATENCY="0.5")
         env.update(extra_env)
+        self.env = env
         self.log = data_dir / "make-run.log"
         data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
@@ -136,6 +138,27 @@ def test_make_run_serves_the_studio_with_the_offline_provider(studio_factory):
     image = re.search(r'<img src="(/media/generations/[^"]+\.png)"', page).group(1)
     response = studio.session.get(studio.base + image)
     assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
+
+    # The API through the same served stack (ASGI), with a token made by the command.
+    token = subprocess.run(
+        [sys.executable, "manage.py", "create_api_token", "first", "--name", "script"],
+        cwd=ROOT, env=studio.env, capture_output=True, text=True, check=True,
+    ).stdout.strip().splitlines()[-1]  # fmt: skip
+    answer = requests.post(
+        studio.base + "/v1/images/generations",
+        headers={"Authorization": f"Bearer {token}"},
+        json={
+            "model": "flux-realism",
+            "prompt": "a T-Rex",
+            "image_size": {"width": 1472, "height": 512},
+        },
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    image = answer.json()["images"][0]
+    assert (image["width"], image["height"]) == (1472, 512)
+    fetched = requests.get(image["url"], headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert fetched.status_code == 200 and fetched.headers["Content-Type"] == "image/jpeg"
 
     started = time.monotonic()
     # Ctrl-C reaches make too, which then reports the interrupt as its exit status.
