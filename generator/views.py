@@ -78,8 +78,12 @@ def studio(request: HtmxHttpRequest) -> HttpResponse:
             return reswap(retarget(response, "#generation-form"), "outerHTML")
         status = 429 if form.non_field_errors() else 400
     else:
-        form = generation_form(initial=_reuse_initial(request))
+        switched = "model" in request.GET
+        initial = _switch_initial(request) if switched else _reuse_initial(request)
+        form = generation_form(initial=initial)
         status = 200
+        if switched and request.htmx:
+            return render(request, "generator/studio.html#generation-form", {"form": form})
     context: dict[str, Any] = {
         "form": form,
         "generations": selectors.generation_list_for_owner(owner=request.user),
@@ -91,6 +95,13 @@ def _see_other(viewname: str, **kwargs: Any) -> HttpResponse:
     response = redirect(viewname, **kwargs)
     response.status_code = 303
     return response
+
+
+def _switch_initial(request: HttpRequest) -> dict[str, Any]:
+    """Form values after the model select changed: what the user typed, for the fields
+    the new model still has (the form ignores the rest)."""
+    initial = {k: v for k, v in request.GET.items() if k not in ("switch", "csrfmiddlewaretoken")}
+    return initial
 
 
 def _reuse_initial(request: HttpRequest) -> dict[str, Any] | None:

@@ -303,3 +303,17 @@ def test_healthz_fails_when_the_broker_is_unreachable(client, settings):
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["broker"].startswith("error")
+
+
+def test_changing_the_model_swaps_in_its_fields_keeping_values(owner_client):
+    query = {"model": "flux-realism", "prompt": "a kept prompt", "seed": "7", "unknown": "x"}
+    response = owner_client.get("/", query, headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert response.text.lstrip().startswith('<form id="generation-form"')
+    form = response.context["form"]
+    assert form["prompt"].value() == "a kept prompt" and form["seed"].value() == "7"
+    assert 'hx-get="/"' in response.text and 'hx-include="closest form"' in response.text
+    # Without JavaScript the same switch is a GET of the whole page.
+    page = owner_client.get("/", {**query, "switch": "1"})
+    assert "<html" in page.text and "a kept prompt" in page.text
+    assert Generation.objects.count() == 0
