@@ -551,6 +551,7 @@ class _Target:
     port: int
     explicit_port: bool
     request_target: str  # path and query, percent-encoded
+    trusted: bool = False  # on the configured provider's own origin
 
     @property
     def host_header(self) -> str:
@@ -593,8 +594,40 @@ def check_mirror_url(url: str) -> None:
     _parse_mirror_url(url)
 
 
+def _provider_origin() -> tuple[str, str, int] | None:
+    parts = urlsplit(settings.AIMLAPI_BASE_URL)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower().rstrip("."), port
+
+
+def _is_provider_origin(url: str) -> bool:
+    """Whether `url` is on the exact origin (scheme, host, port) of AIMLAPI_BASE_URL.
+
+    The studio already sends its key there, so images served by the configured provider
+    itself are trusted like it, even on a private address: that is what makes a local
+    AI/ML-API-compatible server work by setting only AIMLAPI_BASE_URL and AIMLAPI_KEY.
+    Every other host still goes through the allowlist and the address checks.
+    """
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        return False
+    if "@" in parts.netloc or not parts.hostname:
+        return False
+    return (scheme, parts.hostname.lower().rstrip("."), port) == _provider_origin()
+
+
 def _parse_mirror_url(url: str) -> _Target:
-    allow_private = bool(settings.MIRROR_ALLOW_PRIVATE_ADDRESSES)
+    trusted = isinstance(url, str) and _is_provider_origin(url)
+    allow_private = trusted or bool(settings.MIRROR_ALLOW_PRIVATE_ADDRESSES)
     if not isinstance(url, str) or not url:
         raise PermanentMirrorError("The image URL is empty")
     if len(url) > MAX_URL_LENGTH:
@@ -631,6 +664,8 @@ def _parse_mirror_url(url: str) -> _Target:
             raise PermanentMirrorError(f"The image URL port {port} is not allowed")
 
     allowed = [entry.strip().lower().rstrip(".") for entry in settings.MIRROR_ALLOWED_HOSTS]
+    if trusted:
+        allowed.append(_provider_origin()[1])
     literal = _ip_literal(host, bracketed)
     if literal is not None:
         allowed_literals = {_normalize_literal(entry) for entry in allowed}
@@ -647,7 +682,7 @@ def _parse_mirror_url(url: str) -> _Target:
         request_target += f"?{parts.query}"
     # Keep existing escapes and reserved characters; encode the rest (non-ASCII paths).
     request_target = quote(request_target, safe="/:@!$&'()*+,;=?%~-._")
-    return _Target(scheme, host, port, port != default_port, request_target)
+    return _Target(scheme, host, port, port != default_port, request_target, trusted)
 
 
 def _forbidden_url_char(ch: str) -> bool:
@@ -882,7 +917,7 @@ def fetch_image(url: str) -> bytes:
     for hop in range(MAX_REDIRECTS + 1):
         try:
             target = _parse_mirror_url(current)
-            addresses = _resolve(target, allow_private)
+            addresses = _resolve(target, allow_private or target.trusted)
         except MirrorError as exc:
             logger.warning("Image URL refused%s: %s", " after a redirect" if hop else "", exc)
             if hop:

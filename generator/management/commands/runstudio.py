@@ -80,8 +80,6 @@ class Command(BaseCommand):
         return {
             "AIMLAPI_KEY": OFFLINE_KEY,
             "AIMLAPI_BASE_URL": base_url,
-            "MIRROR_ALLOWED_HOSTS": "127.0.0.1",
-            "MIRROR_ALLOW_PRIVATE_ADDRESSES": "true",
             "OFFLINE_PROVIDER": "true",
         }
 
