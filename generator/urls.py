@@ -10,4 +10,5 @@ urlpatterns = [
     path("", views.studio, name="studio"),
     path("generations/<uuid:uuid>/", views.generation_detail, name="detail"),
     path("media/<path:name>", views.media, name="media"),
+    path("models/", views.models_page, name="models"),
 ]

@@ -217,6 +217,17 @@ def healthz(request: HttpRequest) -> HttpResponse:
     )
 
 
+@require_GET
+@login_required
+def models_page(request: HttpRequest) -> HttpResponse:
+    """Every model with its options and limits, and the viewer's latest images from it."""
+    from generator.registry import MODELS
+
+    examples = selectors.latest_images_by_model(viewer=request.user, per_model=4)
+    models = [{"spec": spec, "examples": examples.get(spec.id, [])} for spec in MODELS.values()]
+    return render(request, "generator/models.html", {"models": models})
+
+
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
     """Open while the studio has no account (the first becomes its admin), or when

@@ -317,3 +317,25 @@ def test_changing_the_model_swaps_in_its_fields_keeping_values(owner_client):
     page = owner_client.get("/", {**query, "switch": "1"})
     assert "<html" in page.text and "a kept prompt" in page.text
     assert Generation.objects.count() == 0
+
+
+def test_the_models_page_lists_every_model_with_its_limits(owner_client, owner, outsider, client):
+    from generator.models import Image
+    from generator.registry import MODELS
+
+    mine = make(owner, prompt="my lighthouse")
+    Image.objects.create(generation=mine, index=0, file=f"generations/{mine.uuid}/0.jpg",
+                         thumbnail=f"generations/{mine.uuid}/0_thumb.webp", width=512,
+                         height=512, format="jpeg", bytes=1, sha256="x")  # fmt: skip
+    Generation.objects.filter(pk=mine.pk).update(status="succeeded")
+    theirs = make(outsider, prompt="not yours")
+    Generation.objects.filter(pk=theirs.pk).update(status="succeeded")
+    response = owner_client.get("/models/")
+    assert response.status_code == 200
+    for spec in MODELS.values():
+        assert f"<code>{spec.id}</code>" in response.text
+    assert "512–1536" in response.text and "up to 4000 characters" in response.text
+    assert f"/media/generations/{mine.uuid}/0_thumb.webp" in response.text
+    assert "not yours" not in response.text
+    client.logout()
+    assert client.get("/models/").status_code == 302
