@@ -30,6 +30,7 @@ from generator import services
 from generator.forms import generation_form
 from generator.models import Generation
 from generator.registry import CUSTOM_SIZE, MODELS, ModelSpec, get_model
+from generator.selectors import generations_visible_to
 from generator.tokens import api_token_authenticate, bearer_token
 
 GENERATIONS_PATH = "/v1/images/generations"
@@ -370,8 +371,8 @@ def generation_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
     user = _authenticate(request, allow_session=True)
     if user is None:
         return unauthorized(path)
-    generation = Generation.objects.filter(uuid=uuid).only("pk", "owner_id").first()
-    if generation is None or (generation.owner_id != user.pk and not user.is_staff):
+    generation = generations_visible_to(user).filter(uuid=uuid).only("pk").first()
+    if generation is None:
         return api_error(404, f"Generation {uuid} not found", path)
     return JsonResponse(generation_json(request, generation.pk))
 

@@ -6,6 +6,15 @@ from django.conf import settings
 from django.db import models
 
 
+def default_visibility() -> str:
+    # Read at creation time so GENERATION_DEFAULT_VISIBILITY applies without a migration.
+    return settings.GENERATION_DEFAULT_VISIBILITY
+
+
+def source_upload_to(instance: Generation, filename: str) -> str:
+    return f"generations/{instance.uuid}/source.png"
+
+
 class Generation(models.Model):
     """One request to the provider and everything it produced.
 
@@ -25,6 +34,10 @@ class Generation(models.Model):
         CALL = "call", "Calling the provider"
         MIRROR = "mirror", "Copying images"
 
+    class Visibility(models.TextChoices):
+        PRIVATE = "private", "Private"
+        SHARED = "shared", "Shared with the team"
+
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="generations"
@@ -35,6 +48,20 @@ class Generation(models.Model):
     # what was asked, not what the form showed.
     params = models.JSONField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # Who besides the owner (and moderators) may see it; see selectors.generations_visible_to.
+    visibility = models.CharField(
+        max_length=8, choices=Visibility.choices, default=default_visibility
+    )
+    # Image-to-image: the studio image it started from, or an uploaded (re-encoded)
+    # file. The reference is sent from these at call time, never stored in `params`.
+    source_image = models.ForeignKey(
+        "Image",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="derived_generations",
+    )
+    source_file = models.FileField(upload_to=source_upload_to, blank=True, max_length=255)
     step = models.CharField(max_length=16, choices=Step.choices, default=Step.CALL)
     error = models.TextField(blank=True)
     # The provider's HTTP status when it refused (401, 429...), so the API can answer
@@ -172,3 +199,51 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class CostEntry(models.Model):
+    """What one generation cost: the studio's estimate and the provider's own figure.
+
+    Written once when the provider answers (services._save_provider_result); the
+    budget and spending pages sum it per user and per model.
+    """
+
+    generation = models.OneToOneField(Generation, on_delete=models.CASCADE, related_name="cost")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="cost_entries"
+    )
+    model = models.CharField(max_length=100)
+    images = models.PositiveSmallIntegerField()
+    # Registry list price × images; the provider's credits are kept beside it when given.
+    estimated_usd = models.DecimalField(max_digits=10, decimal_places=4)
+    credits_used = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    usage = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [
+            # Spending per user over a period.
+            models.Index(fields=["owner", "-created_at"], name="costentry_owner_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} ${self.estimated_usd}"
+
+
+class ModelSetting(models.Model):
+    """An admin's choice to enable or disable one registry model.
+
+    Without a row a model follows its registry default: enabled, unless the provider
+    marked it deprecated (DALL·E 2 and 3).
+    """
+
+    model = models.CharField(max_length=100, unique=True)
+    enabled = models.BooleanField()
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.model}: {'enabled' if self.enabled else 'disabled'}"

@@ -1,9 +1,29 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from generator.models import Generation, Image
+
+
+def generations_visible_to(viewer: AbstractBaseUser) -> QuerySet[Generation]:
+    """Every generation `viewer` may see: their own, the team's shared ones, and all of
+    them for staff (moderators). The one place this rule lives: pages, media, the API
+    and the gallery all filter through it."""
+    generations = Generation.objects.all()
+    if viewer.is_staff:
+        return generations
+    return generations.filter(Q(owner=viewer) | Q(visibility=Generation.Visibility.SHARED))
+
+
+def images_visible_to(viewer: AbstractBaseUser) -> QuerySet[Image]:
+    """Every image `viewer` may see, by the rule of generations_visible_to."""
+    images = Image.objects.all()
+    if viewer.is_staff:
+        return images
+    return images.filter(
+        Q(generation__owner=viewer) | Q(generation__visibility=Generation.Visibility.SHARED)
+    )
 
 
 def generation_list_for_owner(*, owner: AbstractBaseUser, limit: int = 30) -> QuerySet[Generation]:
@@ -18,12 +38,10 @@ def generation_list_for_owner(*, owner: AbstractBaseUser, limit: int = 30) -> Qu
 def latest_images_by_model(
     *, viewer: AbstractBaseUser, per_model: int = 4
 ) -> dict[str, list[Image]]:
-    """The newest succeeded images per model that `viewer` may see: one query.
-
-    Until sharing exists (private by default) that is the viewer's own work.
-    """
+    """The newest succeeded images per model that `viewer` may see: one query."""
     images = (
-        Image.objects.filter(generation__owner=viewer, generation__status="succeeded", nsfw=False)
+        images_visible_to(viewer)
+        .filter(generation__status="succeeded", nsfw=False)
         .select_related("generation")
         .order_by("-generation__created_at", "index")[: per_model * 50]
     )

@@ -124,8 +124,11 @@ def generation_create(
     spec: ModelSpec,
     body: dict[str, Any],
     options: dict[str, Any] | None = None,
+    visibility: str | None = None,
 ) -> Generation:
     """Save a queued generation; its message goes to the broker after commit.
+
+    `visibility` None takes GENERATION_DEFAULT_VISIBILITY.
 
     Raises GenerationLimitReached when the owner is over a limit; the owner's row is
     locked while counting, so concurrent submissions cannot both slip under it.
@@ -140,6 +143,7 @@ def generation_create(
         prompt=body["prompt"],
         params=body,
         options=options or {},
+        visibility=visibility or settings.GENERATION_DEFAULT_VISIBILITY,
         status=Status.QUEUED,
         step=Step.CALL,
         sweep_after=timezone.now() + timedelta(seconds=settings.GENERATION_QUEUE_GRACE_SECONDS),

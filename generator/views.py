@@ -40,12 +40,10 @@ class HtmxHttpRequest(HttpRequest):
 def _get_generation_for_user(request: HttpRequest, uuid: UUID, user: Any = None) -> Generation:
     """The generation if this user may see it; 404 otherwise, so existence never leaks."""
     user = user or request.user
-    generation = get_object_or_404(
-        Generation.objects.select_related("owner").prefetch_related("images"), uuid=uuid
+    return get_object_or_404(
+        selectors.generations_visible_to(user).select_related("owner").prefetch_related("images"),
+        uuid=uuid,
     )
-    if generation.owner_id != user.pk and not user.is_staff:
-        raise Http404("No such generation")
-    return generation
 
 
 @require_http_methods(["GET", "POST"])
@@ -113,8 +111,8 @@ def _reuse_initial(request: HttpRequest) -> dict[str, Any] | None:
         uuid = UUID(raw)
     except ValueError:
         return None
-    generation = Generation.objects.filter(uuid=uuid).first()
-    if generation is None or (generation.owner_id != request.user.pk and not request.user.is_staff):
+    generation = selectors.generations_visible_to(request.user).filter(uuid=uuid).first()
+    if generation is None:
         return None
     initial = {k: v for k, v in generation.params.items() if k != "image_size"}
     size = generation.params.get("image_size")

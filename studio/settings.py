@@ -300,6 +300,24 @@ GENERATION_QUEUE_GRACE_SECONDS = envint("GENERATION_QUEUE_GRACE_SECONDS", 120, m
 GENERATION_SWEEP_INTERVAL = envint("GENERATION_SWEEP_INTERVAL", 30, minimum=1)
 GENERATION_MAX_STORED_RESPONSE = envint("GENERATION_MAX_STORED_RESPONSE", 64 * 1024, minimum=1024)
 
+# Whether a new generation is seen by the whole team or only by its owner (and moderators).
+GENERATION_DEFAULT_VISIBILITY = envstr("GENERATION_DEFAULT_VISIBILITY", "shared")
+if GENERATION_DEFAULT_VISIBILITY not in ("shared", "private"):
+    raise ImproperlyConfigured(
+        f"GENERATION_DEFAULT_VISIBILITY={GENERATION_DEFAULT_VISIBILITY!r} is not shared or private"
+    )
+
+# Image-to-image: the studio's public https origin. When set, a starting image is sent to
+# the provider as a signed URL on it that expires after REFERENCE_URL_TTL seconds;
+# otherwise it is sent inline as a data: URI.
+STUDIO_PUBLIC_URL = envstr("STUDIO_PUBLIC_URL").rstrip("/")
+if STUDIO_PUBLIC_URL and urlsplit(STUDIO_PUBLIC_URL).scheme not in ("http", "https"):
+    raise ImproperlyConfigured(f"STUDIO_PUBLIC_URL={STUDIO_PUBLIC_URL!r} is not an http(s) URL")
+REFERENCE_URL_TTL = envint("REFERENCE_URL_TTL", 3600, minimum=60)
+# Uploaded starting images: bytes and pixels accepted before re-encoding.
+REFERENCE_MAX_BYTES = envint("REFERENCE_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
+REFERENCE_MAX_PIXELS = envint("REFERENCE_MAX_PIXELS", 16_000_000, minimum=1)
+
 # Per-user limits, for the web form and the API alike: generations queued or running
 # at once, and generations started in the last hour.
 GENERATION_MAX_ACTIVE_PER_USER = envint("GENERATION_MAX_ACTIVE_PER_USER", 16, minimum=1)

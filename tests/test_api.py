@@ -122,7 +122,8 @@ def test_respond_async_answers_202_with_a_location(client, owner, token):
 
 
 @pytest.mark.django_db
-def test_generation_lookup_permission_edges(client, owner, outsider, moderator, token):
+def test_generation_lookup_permission_edges(client, owner, outsider, moderator, token, settings):
+    settings.GENERATION_DEFAULT_VISIBILITY = "private"
     post(client, {"model": "flux-realism", "prompt": TREX}, token, Prefer="respond-async")
     url = f"/v1/generations/{Generation.objects.get().uuid}"
     assert client.get(url).status_code == 401
@@ -133,6 +134,9 @@ def test_generation_lookup_permission_edges(client, owner, outsider, moderator, 
     assert client.get(url).status_code == 200  # a signed-in session may read
     client.force_login(moderator)
     assert client.get(url).status_code == 200
+    Generation.objects.update(visibility=Generation.Visibility.SHARED)
+    shared = client.get(url, headers={"Authorization": f"Bearer {other}"})
+    assert shared.status_code == 200  # a teammate may read what is shared with the team
 
 
 @pytest.mark.django_db

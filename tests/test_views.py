@@ -31,9 +31,11 @@ VALID = {
 }
 
 
-def make(owner: Any, **params: Any) -> Generation:
+def make(owner: Any, visibility: str = "private", **params: Any) -> Generation:
     body = {"model": "flux-realism", "prompt": "a lighthouse", "image_size": "square", **params}
-    return services.generation_create(owner=owner, spec=FLUX_REALISM, body=body)
+    return services.generation_create(
+        owner=owner, spec=FLUX_REALISM, body=body, visibility=visibility
+    )
 
 
 @pytest.fixture
@@ -204,6 +206,13 @@ def test_generation_page_edges(client, request, owner, persona, status):
     assert client.get(f"/generations/{generation.uuid}/").status_code == status
     part = client.get(f"/generations/{generation.uuid}/?part=card", headers={"HX-Request": "true"})
     assert part.status_code == status
+
+
+@pytest.mark.parametrize("persona", ["owner", "teammate", "moderator"])
+def test_a_shared_generation_is_seen_by_the_team(client, request, owner, persona):
+    generation = make(owner, visibility="shared")
+    client.force_login(request.getfixturevalue(persona))
+    assert client.get(f"/generations/{generation.uuid}/").status_code == 200
 
 
 def test_an_unknown_generation_is_404(owner_client):
