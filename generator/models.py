@@ -3,7 +3,13 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector
 from django.db import models
+
+# The text search configuration of the gallery's prompt search; the index below and
+# gallery.selectors must name the same one, or PostgreSQL cannot use the index.
+PROMPT_SEARCH_CONFIG = "english"
 
 
 def default_visibility() -> str:
@@ -101,6 +107,14 @@ class Generation(models.Model):
                 name="generation_unfinished",
                 condition=models.Q(status__in=["queued", "running"]),
             ),
+            # Gallery search (gallery.selectors): full-text match on the prompt. PostgreSQL
+            # only; migration 0005 skips it on SQLite, where the gallery falls back to LIKE.
+            GinIndex(
+                SearchVector("prompt", config=PROMPT_SEARCH_CONFIG),
+                name="generation_prompt_search",
+            ),
+            # Gallery search by seed: a query of digits also matches the exact seed.
+            models.Index(fields=["seed"], name="generation_seed"),
         ]
 
     def __str__(self) -> str:
@@ -157,6 +171,11 @@ class Image(models.Model):
         ordering = ("generation", "index")
         constraints = [
             models.UniqueConstraint(fields=["generation", "index"], name="image_unique_index"),
+        ]
+        indexes = [
+            # The gallery's keyset pagination (gallery.selectors): newest first, walked
+            # from a (created_at, id) cursor so page 1,000 costs what page 1 costs.
+            models.Index(fields=["-created_at", "-id"], name="image_recent"),
         ]
 
     def __str__(self) -> str:

@@ -146,6 +146,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Full-text search and its GIN index for the gallery (harmless on SQLite).
+    "django.contrib.postgres",
     "django_htmx",
     "generator",
     "gallery",
