@@ -12,5 +12,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/", include("generator.api_urls")),
     path("healthz", generator_views.healthz, name="healthz"),
+    path("", include("gallery.urls")),
     path("", include("generator.urls")),
 ]

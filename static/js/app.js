@@ -36,3 +36,55 @@
     }
   });
 })();
+
+// --- Gallery ---------------------------------------------------------------------------
+(function () {
+  "use strict";
+
+  // Buttons that need JavaScript (copy, select all) stay hidden without it.
+  function showEnhancements(root) {
+    (root || document).querySelectorAll(".copy-button[hidden], .select-all[hidden]").forEach(function (el) {
+      el.hidden = false;
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { showEnhancements(); updateCount(); });
+  document.addEventListener("htmx:afterSettle", function () { showEnhancements(); updateCount(); });
+
+  // "Copy prompt" copies the readonly prompt field named by data-copy.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-copy]");
+    if (!button) return;
+    var field = document.querySelector(button.getAttribute("data-copy"));
+    if (!field) return;
+    var done = function () { button.textContent = "Copied"; };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(field.value).then(done, function () { field.select(); });
+    } else {
+      field.select();
+      document.execCommand("copy");
+      done();
+    }
+  });
+
+  // How many cards are selected, next to the bulk actions.
+  function updateCount() {
+    var label = document.getElementById("bulk-count");
+    if (!label) return;
+    var n = document.querySelectorAll("input[form=gallery-bulk][name=image]:checked").length;
+    label.textContent = n ? n + " selected:" : "Select images, then:";
+  }
+  document.addEventListener("change", function (event) {
+    if (event.target.getAttribute && event.target.getAttribute("form") === "gallery-bulk") updateCount();
+  });
+  document.addEventListener("click", function (event) {
+    if (!event.target.closest || !event.target.closest(".select-all")) return;
+    document.querySelectorAll("input[form=gallery-bulk][name=image]").forEach(function (box) { box.checked = true; });
+    updateCount();
+  });
+
+  // Destructive buttons ask first (data-confirm); without JavaScript they submit directly.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("button[data-confirm]");
+    if (button && !window.confirm(button.getAttribute("data-confirm"))) event.preventDefault();
+  });
+})();

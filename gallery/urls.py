@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from gallery import views
+
+app_name = "gallery"
+
+urlpatterns = [
+    path("gallery/", views.gallery, name="index"),
+    path("gallery/bulk/", views.bulk, name="bulk"),
+    path("gallery/collections/", views.collections, name="collections"),
+    path(
+        "gallery/collections/<uuid:uuid>/delete/",
+        views.collection_delete,
+        name="collection_delete",
+    ),
+    path("gallery/settings/", views.settings_page, name="settings"),
+    path("images/<uuid:uuid>/", views.image_detail, name="image"),
+    path("images/<uuid:uuid>/download/", views.image_download, name="download"),
+    path("images/<uuid:uuid>/star/", views.image_star, name="star"),
+]

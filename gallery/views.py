@@ -1,0 +1,220 @@
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.middleware import HtmxDetails
+
+from gallery import selectors, services
+from gallery.downloads import download_name, image_download_bytes, images_zip
+from gallery.forms import BulkForm, CollectionForm, FilterForm, PreferencesForm
+from gallery.models import Collection
+from generator.models import Image
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+# The generation form's image-to-image model; the studio reads `source` to prefill it.
+IMAGE_TO_IMAGE_MODEL = "flux/dev/image-to-image"
+
+
+def _see_other(url: str) -> HttpResponse:
+    response = redirect(url)
+    response.status_code = 303
+    return response
+
+
+def _safe_next(request: HttpRequest, fallback: str) -> str:
+    target = request.POST.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return target
+    return fallback
+
+
+def _filter_form(request: HttpRequest) -> FilterForm:
+    # Two small queries whatever the page size: who can be picked as author, and the
+    # viewer's collections (the collection filter resolves against these, no lookup).
+    authors = list(
+        get_user_model()
+        .objects.filter(is_active=True)
+        .order_by("username")
+        .values_list("username", flat=True)
+    )
+    collections = list(selectors.collections_of(owner=request.user))
+    return FilterForm(request.GET, authors=authors, collections=collections)
+
+
+def _get_image(request: HttpRequest, uuid: UUID) -> Image:
+    """The image if the viewer may see it; 404 otherwise, so existence never leaks."""
+    image = selectors.image_for_viewer(viewer=request.user, uuid=uuid)
+    if image is None:
+        raise Http404("No such image")
+    return image
+
+
+@require_GET
+@login_required
+@vary_on_headers("HX-Request")
+def gallery(request: HtmxHttpRequest) -> HttpResponse:
+    form = _filter_form(request)
+    filters = form.filters()
+    preferences = selectors.preferences_get(user=request.user)
+    page = selectors.image_page(
+        viewer=request.user,
+        filters=filters,
+        nsfw_preference=preferences.nsfw,
+        before=selectors.Cursor.decode(request.GET.get("before")),
+        after=selectors.Cursor.decode(request.GET.get("after")),
+    )
+    context: dict[str, Any] = {
+        "form": form,
+        "filters": filters,
+        "page": page,
+        "filter_query": form.querystring(),
+        "collections": form.collections.values(),
+        "bulk_actions": BulkForm.ACTIONS,
+    }
+    template = "gallery/index.html"
+    if request.htmx and not request.htmx.history_restore_request:
+        # The filter form swaps the whole result area; the infinite-scroll sentinel
+        # swaps itself for the next page of cards.
+        template += "#gallery-results" if request.htmx.target == "gallery-results" else "#grid-page"
+    return render(request, template, context)
+
+
+@require_GET
+@login_required
+def image_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    image = _get_image(request, uuid)
+    form = _filter_form(request)
+    filters = form.filters()
+    preferences = selectors.preferences_get(user=request.user)
+    newer, older = selectors.image_neighbours(
+        viewer=request.user, image=image, filters=filters, nsfw_preference=preferences.nsfw
+    )
+    generation = image.generation
+    context = {
+        "image": image,
+        "generation": generation,
+        "form": form,
+        "filter_query": form.querystring(),
+        "newer": newer,
+        "older": older,
+        # Without JavaScript, "reveal" is a link back to this page with ?reveal=1.
+        "blurred": image.nsfw and preferences.nsfw != "show" and not request.GET.get("reveal"),
+        "image_to_image_model": IMAGE_TO_IMAGE_MODEL,
+        "params": sorted(generation.params.items()),
+    }
+    return render(request, "gallery/image.html", context)
+
+
+@require_GET
+@login_required
+def image_download(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """The original pixels with the generation parameters embedded (see downloads)."""
+    image = _get_image(request, uuid)
+    try:
+        data = image_download_bytes(image)
+    except FileNotFoundError:
+        raise Http404("The file is missing from storage") from None
+    response = HttpResponse(data, content_type=image.content_type)
+    response["Content-Disposition"] = f'attachment; filename="{download_name(image)}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+@require_POST
+@login_required
+def image_star(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    image = _get_image(request, uuid)
+    starred = not image.is_favourite
+    services.favourite_set(user=request.user, images=[image], starred=starred)
+    if request.htmx:
+        return render(request, "gallery/index.html#star-form", {"image": image, "starred": starred})
+    return _see_other(_safe_next(request, reverse("gallery:image", args=[image.uuid])))
+
+
+@require_POST
+@login_required
+def bulk(request: HttpRequest) -> HttpResponse:
+    """Multi-select actions from the gallery's selection form; each ends back on the
+    gallery page it came from (`next`), except the ZIP, which is the answer."""
+    back = _safe_next(request, reverse("gallery:index"))
+    form = BulkForm(request.POST, collections=list(selectors.collections_of(owner=request.user)))
+    if not form.is_valid():
+        for error in form.non_field_errors() or ["That action is not available."]:
+            messages.error(request, error)
+        return _see_other(back)
+    action = form.cleaned_data["action"]
+    images = list(selectors.images_by_uuid(viewer=request.user, uuids=form.cleaned_data["uuids"]))
+    if action == "zip":
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        return FileResponse(images_zip(images), as_attachment=True, filename=f"images-{stamp}.zip")
+    if action in ("star", "unstar"):
+        count = services.favourite_set(user=request.user, images=images, starred=action == "star")
+        messages.success(request, f"{'Starred' if action == 'star' else 'Unstarred'} {count}.")
+    elif action == "collect":
+        collection = form.cleaned_data["collection_obj"]
+        count = services.collection_add(collection=collection, images=images)
+        messages.success(request, f"Added {count} to {collection.name}.")
+    elif action == "uncollect":
+        collection = form.cleaned_data["collection_obj"]
+        count = services.collection_remove(collection=collection, images=images)
+        messages.success(request, f"Removed {count} from {collection.name}.")
+    elif action == "delete":
+        count = services.image_delete_many(user=request.user, images=images)
+        skipped = len(images) - count
+        note = f" ({skipped} not yours, kept)" if skipped else ""
+        messages.success(request, f"Deleted {count} image{'s' if count != 1 else ''}{note}.")
+    return _see_other(back)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def collections(request: HttpRequest) -> HttpResponse:
+    form = CollectionForm(request.POST or None, owner=request.user)
+    if request.method == "POST" and form.is_valid():
+        collection = services.collection_create(owner=request.user, name=form.cleaned_data["name"])
+        messages.success(request, f"Created {collection.name}.")
+        return _see_other(reverse("gallery:collections"))
+    context = {
+        "form": form,
+        "collections": selectors.collections_of(owner=request.user).annotate(size=Count("items")),
+    }
+    return render(request, "gallery/collections.html", context, status=400 if form.errors else 200)
+
+
+@require_POST
+@login_required
+def collection_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    collection = get_object_or_404(Collection, uuid=uuid, owner=request.user)
+    services.collection_delete(collection=collection)
+    messages.success(request, f"Deleted the collection {collection.name}.")
+    return _see_other(reverse("gallery:collections"))
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def settings_page(request: HttpRequest) -> HttpResponse:
+    preferences = selectors.preferences_get(user=request.user)
+    form = PreferencesForm(request.POST or None, instance=preferences)
+    if request.method == "POST" and form.is_valid():
+        services.preferences_update(user=request.user, nsfw=form.cleaned_data["nsfw"])
+        messages.success(request, "Settings saved.")
+        return _see_other(reverse("gallery:settings"))
+    status = 400 if form.errors else 200
+    return render(request, "gallery/settings.html", {"form": form}, status=status)
