@@ -30,7 +30,7 @@ from generator import services
 from generator.forms import generation_form
 from generator.models import Generation
 from generator.registry import CUSTOM_SIZE, MODELS, ModelSpec, get_model
-from generator.selectors import generations_visible_to
+from generator.selectors import enabled_model_ids, generations_visible_to
 from generator.tokens import api_token_authenticate, bearer_token
 
 GENERATIONS_PATH = "/v1/images/generations"
@@ -101,9 +101,11 @@ def form_data_from_body(body: Any) -> tuple[ModelSpec, dict[str, Any], dict[str,
 
     data = dict(body)
     options: dict[str, Any] = {}
-    known = {"model", "prompt"} | {p.name for p in spec.params}
+    known = {"model", "prompt"} | {p.name for p in spec.params} | set(spec.fixed)
     if spec.size is not None:
         known.add("image_size")
+    if spec.reference_image:
+        known.add("image_url")
     for name in STUDIO_FIELDS - known:
         if name in data:
             options[name] = data.pop(name)
@@ -145,7 +147,16 @@ def form_data_from_body(body: Any) -> tuple[ModelSpec, dict[str, Any], dict[str,
         data["image_size"] = spec.size.default
     for param in spec.params:
         value = data.get(param.name)
-        if param.kind == "bool":
+        if param.kind == "colors":
+            if value is not None and not isinstance(value, list):
+                raise BodyError(f"{param.name}: Expected array, received {type(value).__name__}")
+        elif param.kind == "text":
+            if value is not None and not isinstance(value, str):
+                raise BodyError(f"{param.name}: Expected string, received {type(value).__name__}")
+        elif param.kind == "bool" and not param.in_form:
+            if value is not None and not isinstance(value, bool):
+                raise BodyError(f"{param.name}: Expected boolean, received {type(value).__name__}")
+        elif param.kind == "bool":
             if value is None:
                 data[param.name] = param.default
             elif not isinstance(value, bool):
@@ -154,8 +165,14 @@ def form_data_from_body(body: Any) -> tuple[ModelSpec, dict[str, Any], dict[str,
             raise BodyError(f"{param.name}: Expected {param.kind}, received boolean")
         elif isinstance(value, (dict, list)):
             raise BodyError(f"{param.name}: Expected {param.kind}, received {type(value).__name__}")
+    for name in spec.fixed:
+        if name in data and not isinstance(data[name], bool):
+            raise BodyError(f"{name}: Expected boolean, received {type(data[name]).__name__}")
+    if "image_url" in data and not isinstance(data["image_url"], str):
+        raise BodyError("image_url: Expected string")
     if not isinstance(data.get("prompt"), str):
         raise BodyError("prompt: Expected string")
+    data["model"] = spec.id
     return spec, data, options
 
 
@@ -163,6 +180,8 @@ def _form_errors(form: Any) -> str:
     parts = []
     for field, errors in form.errors.items():
         name = field if field not in ("width", "height") else f"image_size.{field}"
+        if field in ("image_file", "source_image"):
+            name = "image_url"
         parts.append(f"{name}: {' '.join(str(e) for e in errors)}")
     return "; ".join(parts)
 
@@ -183,12 +202,16 @@ def _validate_and_create_unbounded(user: Any, body: Any) -> Generation | str:
         spec, data, options = form_data_from_body(body)
     except BodyError as exc:
         return str(exc)
-    form = generation_form(data)
+    form = generation_form(data, viewer=user)
     if not form.is_valid():
         return _form_errors(form)
     try:
         return services.generation_create(
-            owner=user, spec=form.spec, body=form.request_body(), options=options
+            owner=user,
+            spec=form.spec,
+            body=form.request_body(),
+            options=options,
+            reference=form.reference,
         )
     except services.GenerationLimitReached as exc:
         return str(exc)
@@ -377,7 +400,17 @@ def generation_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
     return JsonResponse(generation_json(request, generation.pk))
 
 
-def model_json(spec: ModelSpec) -> dict[str, Any]:
+PARAM_TYPES = {
+    "int": "integer",
+    "float": "number",
+    "bool": "boolean",
+    "choice": "string",
+    "text": "string",
+    "colors": "array of {r, g, b}",
+}
+
+
+def model_json(spec: ModelSpec, enabled: frozenset[str] | None = None) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {"name": "prompt", "type": "string", "required": True, "maxLength": spec.prompt_max_length}
     ]
@@ -400,12 +433,24 @@ def model_json(spec: ModelSpec) -> dict[str, Any]:
                 },  # fmt: skip
             }
         )
+    if spec.reference_image:
+        params.append(
+            {
+                "name": "image_url",
+                "type": "string",
+                "required": True,
+                "description": "The starting image: a data: URI, a studio image URL, or an "
+                "https URL the provider fetches.",
+            }
+        )
+    for name, value in spec.fixed.items():
+        params.append(
+            {"name": name, "type": "boolean", "required": False, "enum": [value], "default": value}
+        )
     for param in spec.params:
         entry: dict[str, Any] = {
             "name": param.name,
-            "type": {"int": "integer", "float": "number", "bool": "boolean", "choice": "string"}[
-                param.kind
-            ],  # fmt: skip
+            "type": PARAM_TYPES[param.kind],
             "required": False,
             "description": param.help,
         }
@@ -425,6 +470,8 @@ def model_json(spec: ModelSpec) -> dict[str, Any]:
         "name": spec.label,
         "description": spec.description,
         "deprecated": spec.deprecated,
+        "enabled": enabled is None or spec.id in enabled,
+        "price_per_image_usd": str(spec.price),
         "parameters": params,
     }
 
@@ -435,10 +482,14 @@ def models(request: HttpRequest) -> HttpResponse:
         return api_error(405, f"Method {request.method} is not allowed; use GET", path)
     if _authenticate(request, allow_session=True) is None:
         return unauthorized(path)
-    return JsonResponse({"object": "list", "data": [model_json(s) for s in MODELS.values()]})
+    enabled = enabled_model_ids()
+    return JsonResponse(
+        {"object": "list", "data": [model_json(s, enabled) for s in MODELS.values()]}
+    )
 
 
 def openapi(request: HttpRequest) -> HttpResponse:
     from generator.openapi import openapi_document
 
-    return JsonResponse(openapi_document(request.build_absolute_uri("/").rstrip("/")))
+    server = request.build_absolute_uri("/").rstrip("/")
+    return JsonResponse(openapi_document(server, enabled_model_ids()))

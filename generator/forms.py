@@ -1,20 +1,27 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
+from django.core.exceptions import ValidationError
 
+from generator import client
+from generator.imaging import InvalidImage, prepare_reference
+from generator.models import Image
 from generator.registry import (
     CUSTOM_SIZE,
     DEFAULT_MODEL,
     IMAGE_SIZE_PRESETS,
+    MODELS,
     ModelSpec,
     Param,
     get_model,
-    model_choices,
 )
 
 # Control characters other than tab and newline reach the provider as noise and can
@@ -27,6 +34,62 @@ class PromptField(forms.CharField):
         # Stripped before validation, so a stray control character (NUL included) is
         # dropped rather than failing a prompt that is otherwise fine.
         return super().to_python(CONTROL_CHARS.sub("", value) if isinstance(value, str) else value)
+
+
+class ColorsField(forms.Field):
+    """Recraft's `colors`: a list of {r, g, b} from "#rrggbb" / "r,g,b" text or a JSON list."""
+
+    HEX = re.compile(r"#?([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
+
+    def to_python(self, value: Any) -> list[dict[str, int]] | None:
+        if value in (None, "", []):
+            return None
+        if isinstance(value, list):
+            return [self._from_item(item) for item in value]
+        if not isinstance(value, str):
+            raise forms.ValidationError("Give colours as #rrggbb or r,g,b.")
+        items = [i for i in re.split(r"[;\s]+", value.replace(", #", " #").strip()) if i]
+        return [self._from_text(item.strip(",")) for item in items]
+
+    def _from_text(self, text: str) -> dict[str, int]:
+        match = self.HEX.fullmatch(text)
+        if match:
+            r, g, b = (int(part, 16) for part in match.groups())
+            return {"r": r, "g": g, "b": b}
+        parts = text.split(",")
+        if len(parts) == 3 and all(p.strip().isdigit() for p in parts):
+            return self._from_item(dict(zip("rgb", (int(p) for p in parts), strict=True)))
+        raise forms.ValidationError(f"{text!r} is not a colour; use #rrggbb or r,g,b.")
+
+    def _from_item(self, item: Any) -> dict[str, int]:
+        if not isinstance(item, dict) or set(item) != {"r", "g", "b"}:
+            raise forms.ValidationError("Each colour is an object with r, g and b.")
+        colour = {}
+        for channel in "rgb":
+            value = item[channel]
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)  # JSON does not tell 5 from 5.0
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+                raise forms.ValidationError(f"{channel} must be an integer from 0 to 255.")
+            colour[channel] = value
+        return colour
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The starting image of an image-to-image request, resolved by the form.
+
+    Exactly one of: a studio image the viewer may see, an uploaded file (already
+    re-encoded as PNG), or an outside URL passed on to the provider as given.
+    """
+
+    image: Image | None = None
+    upload: bytes | None = None
+    url: str | None = None
+
+
+# The studio's own media URLs, so an API client can start from an image it got back.
+STUDIO_MEDIA_PATH = re.compile(r"^/media/generations/(?P<uuid>[0-9a-f-]{36})/(?P<index>\d{1,3})\.")
 
 
 def size_label(preset: str) -> str:
@@ -48,11 +111,37 @@ class GenerationForm(forms.Form):
         error_messages={"invalid_choice": "Unknown model %(value)s; choose one from the list."},
     )
 
-    def __init__(self, *args: Any, spec: ModelSpec, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        spec: ModelSpec,
+        enabled: frozenset[str] | None = None,
+        viewer: Any = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.spec = spec
-        self.fields["model"].choices = model_choices()
+        self.viewer = viewer
+        self.reference: Reference | None = None
+        self.enabled = enabled if enabled is not None else frozenset(MODELS)
+        # Only enabled models validate; the template shows the others greyed out.
+        self.fields["model"].choices = [
+            (m.id, m.label) for m in MODELS.values() if m.id in self.enabled
+        ]
         self.fields["model"].initial = spec.id
+        if spec.id not in self.enabled:
+            self.fields["model"].error_messages["invalid_choice"] = (
+                f"{spec.label} is deprecated by the provider and disabled in this studio; "
+                "an admin can enable it on the Models page."
+            )
+        self.model_options = [
+            {
+                "id": m.id,
+                "label": m.label + (" (deprecated, disabled)" if m.id not in self.enabled else ""),
+                "disabled": m.id not in self.enabled,
+            }
+            for m in MODELS.values()
+        ]
         self.fields["prompt"] = PromptField(
             label="Prompt",
             max_length=spec.prompt_max_length,
@@ -83,8 +172,29 @@ class GenerationForm(forms.Form):
                         "used when Size is Custom."
                     ),
                 )
+        if spec.reference_image:
+            self.fields["source_image"] = forms.UUIDField(
+                required=False, widget=forms.HiddenInput, label="Starting image"
+            )
+            self.fields["image_file"] = forms.FileField(
+                required=False,
+                label="Starting image",
+                help_text="PNG, JPEG or WebP, up to "
+                f"{settings.REFERENCE_MAX_BYTES // (1024 * 1024)} MB.",
+                widget=forms.ClearableFileInput(
+                    attrs={"accept": "image/png,image/jpeg,image/webp"}
+                ),
+            )
+            self.fields["image_url"] = forms.CharField(
+                required=False,
+                label="or an image URL",
+                help_text="An https URL the provider can fetch, or a data: URI.",
+                widget=forms.URLInput(attrs={"placeholder": "https://…"}),
+            )
         for param in spec.params:
             self.fields[param.name] = _field_for(param)
+        for name in spec.fixed:
+            self.fields[name] = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def clean_prompt(self) -> str:
         prompt = self.cleaned_data["prompt"].strip()
@@ -100,12 +210,115 @@ class GenerationForm(forms.Form):
                     self.add_error(name, "Required for a custom size.")
         for param in self.spec.params:
             if cleaned.get(param.name) in (None, "") and param.default is not None:
-                if param.kind != "bool" and param.name not in self.errors:
+                if param.kind != "bool" and param.in_form and param.name not in self.errors:
                     cleaned[param.name] = param.default
+        for name, value in self.spec.fixed.items():
+            if cleaned.get(name) not in (None, value):
+                self.add_error(name, f"Only {str(value).lower()} is accepted for this model.")
+        if self.spec.reference_image:
+            self.reference = self._clean_reference(cleaned)
         return cleaned
 
+    def _clean_reference(self, cleaned: dict[str, Any]) -> Reference | None:
+        given = [n for n in ("source_image", "image_file", "image_url") if cleaned.get(n)]
+        if len(given) != 1:
+            self.add_error(
+                "image_file",
+                "Choose a starting image: one from the studio, an upload or a URL."
+                if not given
+                else "Give one starting image, not several.",
+            )
+            return None
+        if cleaned.get("source_image"):
+            # The hidden field cannot show an error; the visible one next to it does.
+            return self._studio_image(cleaned["source_image"], "image_file")
+        if cleaned.get("image_file"):
+            upload = cleaned["image_file"]
+            if upload.size > settings.REFERENCE_MAX_BYTES:
+                self.add_error("image_file", "The file is larger than allowed.")
+                return None
+            return self._prepared(upload.read(), "image_file")
+        url = cleaned["image_url"].strip()
+        if url[:5].lower() == "data:":
+            try:
+                data = client.decode_b64_image(url)
+            except client.MirrorError as exc:
+                self.add_error("image_url", str(exc))
+                return None
+            return self._prepared(data, "image_url")
+        parts = urlsplit(url)
+        match = STUDIO_MEDIA_PATH.match(parts.path)
+        if match and parts.scheme in ("http", "https"):
+            # One of our own images (an API client reusing an answer): use the stored
+            # copy, with the viewer's access checked, rather than fetching it.
+            return self._studio_media(match["uuid"], int(match["index"]))
+        if parts.scheme != "https" or not parts.hostname or len(url) > 2048:
+            self.add_error("image_url", "Give an https URL, a data: URI or a studio image URL.")
+            return None
+        return Reference(url=url)
+
+    def source_preview(self) -> Image | None:
+        """The studio image the form starts from, for the preview next to the field."""
+        if "source_image" not in self.fields or self.viewer is None:
+            return None
+        value = self["source_image"].value()
+        if not value:
+            return None
+        try:
+            return self._visible_images().select_related("generation").filter(uuid=value).first()
+        except (ValueError, TypeError, ValidationError):
+            return None
+
+    def _visible_images(self) -> Any:
+        from generator.selectors import images_visible_to
+
+        return images_visible_to(self.viewer).filter(generation__status="succeeded")
+
+    def _studio_image(self, uuid: Any, field: str) -> Reference | None:
+        image = self._visible_images().select_related("generation").filter(uuid=uuid).first()
+        if image is None or self.viewer is None:
+            self.add_error(field, "That image does not exist or you cannot use it.")
+            return None
+        return Reference(image=image)
+
+    def _studio_media(self, generation_uuid: str, index: int) -> Reference | None:
+        image = (
+            self._visible_images()
+            .select_related("generation")
+            .filter(generation__uuid=generation_uuid, index=index)
+            .first()
+        )
+        if image is None or self.viewer is None:
+            self.add_error("image_url", "That image does not exist or you cannot use it.")
+            return None
+        return Reference(image=image)
+
+    def _prepared(self, data: bytes, field: str) -> Reference | None:
+        try:
+            png = prepare_reference(
+                data,
+                max_bytes=settings.REFERENCE_MAX_BYTES,
+                max_pixels=settings.REFERENCE_MAX_PIXELS,
+            )
+        except InvalidImage as exc:
+            self.add_error(field, f"The starting image was refused: {exc}.")
+            return None
+        return Reference(upload=png)
+
     def request_body(self) -> dict[str, Any]:
-        return self.spec.build_body(self.cleaned_data)
+        body = self.spec.build_body(self.cleaned_data)
+        if self.reference is not None and self.reference.url:
+            body["image_url"] = self.reference.url
+        return body
+
+    def estimated_cost(self) -> Any:
+        count = self.spec.param("num_images") or self.spec.param("n")
+        value = self["num_images" if self.spec.param("num_images") else "n"].value() if count else 1
+        try:
+            images = max(1, int(value or 1))
+        except (TypeError, ValueError):
+            images = 1
+        return self.spec.price * images
 
 
 def _field_for(param: Param) -> forms.Field:
@@ -128,21 +341,48 @@ def _field_for(param: Param) -> forms.Field:
             **common,
         )
     if param.kind == "bool":
+        if not param.in_form:
+            # API-only: absent means "not sent", which a checkbox cannot express.
+            return forms.NullBooleanField(widget=forms.HiddenInput, **common)
         return forms.BooleanField(initial=param.default, **common)
     if param.kind == "choice":
-        return forms.ChoiceField(choices=param.choices, initial=param.default, **common)
+        return forms.ChoiceField(
+            choices=param.choices,
+            initial=param.default,
+            widget=forms.Select if param.in_form else forms.HiddenInput,
+            **common,
+        )
+    if param.kind == "text":
+        return forms.CharField(
+            max_length=param.max_length,
+            widget=forms.Textarea(attrs={"rows": 2, **attrs}),
+            strip=True,
+            **common,
+        )
+    if param.kind == "colors":
+        return ColorsField(widget=forms.TextInput(attrs=attrs), **common)
     raise ValueError(f"unknown parameter kind {param.kind!r}")
 
 
-def generation_form(data: Any = None, *, initial: dict[str, Any] | None = None) -> GenerationForm:
+def generation_form(
+    data: Any = None,
+    files: Any = None,
+    *,
+    initial: dict[str, Any] | None = None,
+    viewer: Any = None,
+) -> GenerationForm:
     """The form for the model named in `data` (or `initial`), defaulting to the first.
 
-    An unknown model still gets a form, for the default model, whose `model` field
-    then carries the error, so nothing is sent anywhere.
+    An unknown or disabled model still gets a form (for that model, or the default
+    one), whose `model` field then carries the error, so nothing is sent anywhere.
     """
+    from generator.selectors import enabled_model_ids
+
     requested = (data or initial or {}).get("model") or DEFAULT_MODEL
     spec = get_model(requested) or get_model(DEFAULT_MODEL)
-    return GenerationForm(data, initial=initial, spec=spec)
+    return GenerationForm(
+        data, files, initial=initial, spec=spec, enabled=enabled_model_ids(), viewer=viewer
+    )
 
 
 class SignupForm(UserCreationForm):

@@ -112,3 +112,21 @@ def _reencode(img: Image.Image, fmt: str) -> bytes:
     else:
         img.save(out, "PNG")
     return out.getvalue()
+
+
+def prepare_reference(data: bytes, *, max_bytes: int, max_pixels: int) -> bytes:
+    """An uploaded starting image, checked and re-encoded as a plain PNG.
+
+    Re-encoding drops whatever else the file carried (metadata, trailing bytes) so
+    only pixels ever reach the provider or our storage. Raises InvalidImage.
+    """
+    if len(data) > max_bytes:
+        raise InvalidImage(f"the file is larger than {max_bytes // (1024 * 1024) or 1} MB")
+    checked = check_image(data, max_pixels=max_pixels)
+    with Image.open(io.BytesIO(checked.content)) as img:
+        img.load()
+        if img.mode not in ("RGB", "RGBA"):
+            img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
+        out = io.BytesIO()
+        img.save(out, "PNG", optimize=False, compress_level=6)
+    return out.getvalue()

@@ -54,13 +54,46 @@ def _request_schema(spec: ModelSpec) -> dict[str, Any]:
             ],
             "default": rule.default,
         }
+    required = ["model", "prompt"]
+    if spec.reference_image:
+        properties["image_url"] = {
+            "type": "string",
+            # The pattern covers outside https URLs; a data: URI holding a PNG, JPEG or
+            # WebP image is accepted too, which a pattern cannot express.
+            "pattern": "^https://[a-z0-9-]+(\\.[a-z0-9-]+)+(/[A-Za-z0-9._~/-]*)?$",
+            "maxLength": 2048,
+            "description": "The starting image: an https URL, the URL of a studio image, or a "
+            "data:image/png|jpeg|webp;base64 URI.",
+        }
+        required.append("image_url")
+    for name, value in spec.fixed.items():
+        properties[name] = {"type": "boolean", "enum": [value], "default": value}
     for param in spec.params:
+        if param.kind == "colors":
+            channel = {"type": "integer", "minimum": 0, "maximum": 255}
+            properties[param.name] = {
+                "type": "array",
+                "description": param.help,
+                "items": {
+                    "type": "object",
+                    "required": ["r", "g", "b"],
+                    "properties": {"r": channel, "g": channel, "b": channel},
+                    "additionalProperties": False,
+                },
+            }
+            continue
         schema: dict[str, Any] = {
-            "type": {"int": "integer", "float": "number", "bool": "boolean", "choice": "string"}[
-                param.kind
-            ],  # fmt: skip
+            "type": {
+                "int": "integer",
+                "float": "number",
+                "bool": "boolean",
+                "choice": "string",
+                "text": "string",
+            }[param.kind],
             "description": param.help,
         }
+        if param.max_length is not None:
+            schema["maxLength"] = param.max_length
         if param.minimum is not None:
             schema["minimum"] = param.minimum
         if param.maximum is not None:
@@ -73,7 +106,7 @@ def _request_schema(spec: ModelSpec) -> dict[str, Any]:
     return {
         "type": "object",
         "title": spec.label,
-        "required": ["model", "prompt"],
+        "required": required,
         "properties": properties,
         "additionalProperties": False,
     }
@@ -149,8 +182,10 @@ ANSWER = {
 }
 
 
-def openapi_document(server: str) -> dict[str, Any]:
+def openapi_document(server: str, enabled: frozenset[str] | None = None) -> dict[str, Any]:
+    """The document for the models enabled now (all of them when `enabled` is None)."""
     security = [{"bearer": []}]
+    offered = [spec for spec in MODELS.values() if enabled is None or spec.id in enabled]
     return {
         "openapi": "3.1.0",
         "info": {
@@ -169,7 +204,7 @@ def openapi_document(server: str) -> dict[str, Any]:
                 "Error": ERROR,
                 "Generation": GENERATION,
                 "Answer": ANSWER,
-                **{f"Request_{i}": _request_schema(s) for i, s in enumerate(MODELS.values())},
+                **{f"Request_{i}": _request_schema(s) for i, s in enumerate(offered)},
             },
         },
         "security": security,
@@ -194,7 +229,7 @@ def openapi_document(server: str) -> dict[str, Any]:
                                 "schema": {
                                     "oneOf": [
                                         {"$ref": f"#/components/schemas/Request_{i}"}
-                                        for i in range(len(MODELS))
+                                        for i in range(len(offered))
                                     ]
                                 }
                             }

@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Prefetch, Q, QuerySet
 
-from generator.models import Generation, Image
+from generator.models import Generation, Image, ModelSetting
+from generator.registry import MODELS
 
 
 def generations_visible_to(viewer: AbstractBaseUser) -> QuerySet[Generation]:
@@ -51,3 +52,12 @@ def latest_images_by_model(
         if len(bucket) < per_model:
             bucket.append(image)
     return found
+
+
+def enabled_model_ids() -> frozenset[str]:
+    """Models a user may pick: the registry's defaults (deprecated ones off) with the
+    admins' choices applied. One query."""
+    chosen = dict(ModelSetting.objects.values_list("model", "enabled"))
+    return frozenset(
+        spec.id for spec in MODELS.values() if chosen.get(spec.id, not spec.deprecated)
+    )

@@ -8,6 +8,7 @@ conditional UPDATE, so a message delivered twice does the work once.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -16,12 +17,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.core import signing
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
@@ -31,8 +34,8 @@ from django.utils import timezone
 
 from generator import client
 from generator.imaging import InvalidImage, check_image
-from generator.models import Generation, Image
-from generator.registry import ModelSpec
+from generator.models import CostEntry, Generation, Image, ModelSetting
+from generator.registry import ModelSpec, get_model
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +89,18 @@ def user_signup(*, form: Any) -> AbstractBaseUser:
     return user
 
 
+# --- Models ---------------------------------------------------------------------------
+
+
+def model_setting_set(*, model: str, enabled: bool, by: AbstractBaseUser) -> ModelSetting:
+    """Enable or disable a registry model for the whole studio."""
+    setting, _ = ModelSetting.objects.update_or_create(
+        model=model, defaults={"enabled": enabled, "updated_by": by}
+    )
+    logger.info("%s %s model %s", by, "enabled" if enabled else "disabled", model)
+    return setting
+
+
 # --- Creating and sending ------------------------------------------------------------
 
 
@@ -125,10 +140,12 @@ def generation_create(
     body: dict[str, Any],
     options: dict[str, Any] | None = None,
     visibility: str | None = None,
+    reference: Any = None,
 ) -> Generation:
     """Save a queued generation; its message goes to the broker after commit.
 
-    `visibility` None takes GENERATION_DEFAULT_VISIBILITY.
+    `visibility` None takes GENERATION_DEFAULT_VISIBILITY. `reference` (a
+    forms.Reference) is the starting image of an image-to-image request.
 
     Raises GenerationLimitReached when the owner is over a limit; the owner's row is
     locked while counting, so concurrent submissions cannot both slip under it.
@@ -148,9 +165,66 @@ def generation_create(
         step=Step.CALL,
         sweep_after=timezone.now() + timedelta(seconds=settings.GENERATION_QUEUE_GRACE_SECONDS),
     )
+    if reference is not None and reference.image is not None:
+        generation.source_image = reference.image
+    if reference is not None and reference.upload is not None:
+        # Stored under the generation's own folder, so it is served and deleted with it.
+        generation.source_file.save("source.png", ContentFile(reference.upload), save=False)
     generation.save()
     _send_on_commit(generation)
     return generation
+
+
+def generation_request_body(generation: Generation) -> dict[str, Any]:
+    """The JSON body for the provider: the saved parameters, plus the starting image of
+    an image-to-image request, which is never stored in `params` (it may be megabytes).
+
+    The image goes as a data: URI, or as a signed URL on STUDIO_PUBLIC_URL that expires
+    after REFERENCE_URL_TTL seconds when the studio is reachable from the provider.
+    """
+    body = dict(generation.params)
+    name = reference_file_name(generation)
+    if name is None:
+        return body
+    if settings.STUDIO_PUBLIC_URL:
+        from django.urls import reverse
+
+        token = reference_token(generation)
+        body["image_url"] = settings.STUDIO_PUBLIC_URL + reverse(
+            "generator:reference", args=[token]
+        )
+        return body
+    with default_storage.open(name, "rb") as fh:
+        data = fh.read()
+    mime = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}[name.rsplit(".", 1)[1]]
+    body["image_url"] = f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+    return body
+
+
+def reference_file_name(generation: Generation) -> str | None:
+    """The stored file of the generation's starting image, if it has one."""
+    if generation.source_file:
+        return generation.source_file.name
+    if generation.source_image_id:
+        return Image.objects.only("file").get(pk=generation.source_image_id).file.name
+    return None
+
+
+REFERENCE_SALT = "generator.reference"
+
+
+def reference_token(generation: Generation) -> str:
+    return signing.TimestampSigner(salt=REFERENCE_SALT).sign(str(generation.uuid))
+
+
+def reference_unsign(token: str) -> str | None:
+    """The generation UUID of a reference token still within REFERENCE_URL_TTL, or None."""
+    try:
+        return signing.TimestampSigner(salt=REFERENCE_SALT).unsign(
+            token, max_age=settings.REFERENCE_URL_TTL
+        )
+    except signing.BadSignature:
+        return None
 
 
 def _send_on_commit(generation: Generation) -> None:
@@ -255,7 +329,7 @@ def generation_call(*, generation_id: int, policy: RetryPolicy | None = None) ->
         # The call waits 3-30 s; 32 of them in flight must not pin 32 DB connections.
         connection.close()
     try:
-        result = client.generate_images(generation.params)
+        result = client.generate_images(generation_request_body(generation))
     except client.TransientProviderError as exc:
         reason = f"The provider did not answer this time: {exc.message}"
         if generation.attempts >= policy.max_attempts:
@@ -320,7 +394,34 @@ def _save_provider_result(generation: Generation, result: client.ProviderResult)
     )
     if saved:
         generation.step = Step.MIRROR
+        cost_entry_record(generation=generation, images=len(images), usage=result.usage)
         _send_on_commit(generation)
+
+
+def cost_entry_record(
+    *, generation: Generation, images: int, usage: dict[str, Any] | None
+) -> CostEntry:
+    """Write what the generation cost: the registry price × images, and the provider's
+    own `meta.usage` figure when it sent one. One entry per generation."""
+    spec = get_model(generation.model)
+    price = spec.price if spec else Decimal(0)
+    credits = None
+    if usage:
+        raw = usage.get("credits_used", usage.get("tokens_used"))
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            credits = Decimal(str(raw))
+    entry, _ = CostEntry.objects.update_or_create(
+        generation=generation,
+        defaults={
+            "owner_id": generation.owner_id,
+            "model": generation.model,
+            "images": images,
+            "estimated_usd": price * images,
+            "credits_used": credits,
+            "usage": _capped(usage or {}),
+        },
+    )
+    return entry
 
 
 def _capped(raw: dict[str, Any]) -> dict[str, Any]:

@@ -11,4 +11,6 @@ urlpatterns = [
     path("generations/<uuid:uuid>/", views.generation_detail, name="detail"),
     path("media/<path:name>", views.media, name="media"),
     path("models/", views.models_page, name="models"),
+    path("models/<path:model_id>/enabled", views.model_enable, name="model-enable"),
+    path("reference/<str:token>/", views.reference, name="reference"),
 ]

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.db import connection
 from django.http import (
@@ -20,7 +21,7 @@ from django.http import (
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import reswap, retarget
 from django_htmx.middleware import HtmxDetails
@@ -30,6 +31,7 @@ from generator import selectors, services
 from generator.api import unauthorized
 from generator.forms import SignupForm, generation_form
 from generator.models import Generation, Image
+from generator.registry import MODELS, get_model
 from generator.tokens import api_token_authenticate, bearer_token
 
 
@@ -51,12 +53,15 @@ def _get_generation_for_user(request: HttpRequest, uuid: UUID, user: Any = None)
 @vary_on_headers("HX-Request")
 def studio(request: HtmxHttpRequest) -> HttpResponse:
     if request.method == "POST":
-        form = generation_form(request.POST)
+        form = generation_form(request.POST, request.FILES, viewer=request.user)
         generation = None
         if form.is_valid():
             try:
                 generation = services.generation_create(
-                    owner=request.user, spec=form.spec, body=form.request_body()
+                    owner=request.user,
+                    spec=form.spec,
+                    body=form.request_body(),
+                    reference=form.reference,
                 )
             except services.GenerationLimitReached as exc:
                 form.add_error(None, str(exc))
@@ -78,7 +83,7 @@ def studio(request: HtmxHttpRequest) -> HttpResponse:
     else:
         switched = "model" in request.GET
         initial = _switch_initial(request) if switched else _reuse_initial(request)
-        form = generation_form(initial=initial)
+        form = generation_form(initial=initial, viewer=request.user)
         status = 200
         if switched and request.htmx:
             return render(request, "generator/studio.html#generation-form", {"form": form})
@@ -99,6 +104,9 @@ def _switch_initial(request: HttpRequest) -> dict[str, Any]:
     """Form values after the model select changed: what the user typed, for the fields
     the new model still has (the form ignores the rest)."""
     initial = {k: v for k, v in request.GET.items() if k not in ("switch", "csrfmiddlewaretoken")}
+    # "Use as starting image" links here with ?model=<image-to-image model>&source=<uuid>.
+    if "source" in initial:
+        initial["source_image"] = initial.pop("source")
     return initial
 
 
@@ -122,6 +130,8 @@ def _reuse_initial(request: HttpRequest) -> dict[str, Any] | None:
         initial["image_size"] = size
     if generation.seed and request.GET.get("seed") != "0":
         initial["seed"] = generation.seed
+    if generation.source_image_id:
+        initial["source_image"] = generation.source_image.uuid
     return initial
 
 
@@ -130,7 +140,14 @@ def _reuse_initial(request: HttpRequest) -> dict[str, Any] | None:
 @vary_on_headers("HX-Request")
 def generation_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     generation = _get_generation_for_user(request, uuid)
-    context = {"generation": generation, "images": list(generation.images.all())}
+    context = {
+        "generation": generation,
+        "images": list(generation.images.all()),
+        # Image-to-image results that started from this one, as far as the viewer may see.
+        "derived": selectors.generations_visible_to(request.user)
+        .filter(source_image__generation=generation)
+        .only("uuid", "prompt")[:20],
+    }
     if request.htmx and request.GET.get("part") == "card":
         return render(request, "generator/studio.html#generation-card", context)
     template = "generator/detail.html"
@@ -188,6 +205,22 @@ def media(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_GET
+def reference(request: HttpRequest, token: str) -> HttpResponse:
+    """A generation's starting image for the provider to fetch: no session, only a signed
+    token that expires (STUDIO_PUBLIC_URL mode of image-to-image)."""
+    uuid = services.reference_unsign(token)
+    generation = Generation.objects.filter(uuid=uuid).first() if uuid else None
+    name = services.reference_file_name(generation) if generation else None
+    if name is None:
+        raise Http404("No such reference")
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    response = FileResponse(default_storage.open(name, "rb"), content_type=content_type)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@require_GET
 @never_cache
 def healthz(request: HttpRequest) -> HttpResponse:
     checks: dict[str, str] = {}
@@ -218,12 +251,29 @@ def healthz(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def models_page(request: HttpRequest) -> HttpResponse:
-    """Every model with its options and limits, and the viewer's latest images from it."""
-    from generator.registry import MODELS
-
+    """Every model with its options, limits and price, and the latest images from it."""
     examples = selectors.latest_images_by_model(viewer=request.user, per_model=4)
-    models = [{"spec": spec, "examples": examples.get(spec.id, [])} for spec in MODELS.values()]
+    enabled = selectors.enabled_model_ids()
+    models = [
+        {"spec": spec, "examples": examples.get(spec.id, []), "enabled": spec.id in enabled}
+        for spec in MODELS.values()
+    ]
     return render(request, "generator/models.html", {"models": models})
+
+
+@require_POST
+@login_required
+def model_enable(request: HttpRequest, model_id: str) -> HttpResponse:
+    """An admin turns a model on or off for everyone (deprecated ones start off)."""
+    if not request.user.is_superuser:
+        raise PermissionDenied("Only an admin may enable or disable models")
+    spec = get_model(model_id)
+    if spec is None:
+        raise Http404("No such model")
+    services.model_setting_set(
+        model=spec.id, enabled=request.POST.get("enabled") == "true", by=request.user
+    )
+    return _see_other("generator:models")
 
 
 @require_http_methods(["GET", "POST"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -64,6 +65,20 @@ def envlist(name: str, default: list[str]) -> list[str]:
     if raw is None or raw.strip() == "":
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def envprices(name: str) -> dict[str, Decimal]:
+    prices: dict[str, Decimal] = {}
+    for item in envlist(name, []):
+        model, sep, raw = item.rpartition("=")
+        try:
+            price = Decimal(raw.strip())
+        except InvalidOperation:
+            price = None
+        if not sep or not model.strip() or price is None or price < 0:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not model=price (e.g. flux/dev=0.025)")
+        prices[model.strip()] = price
+    return prices
 
 
 def envsecret(name: str) -> str:
@@ -308,6 +323,10 @@ if GENERATION_DEFAULT_VISIBILITY not in ("shared", "private"):
     raise ImproperlyConfigured(
         f"GENERATION_DEFAULT_VISIBILITY={GENERATION_DEFAULT_VISIBILITY!r} is not shared or private"
     )
+
+# Price estimates per image in USD, overriding the registry's list prices:
+# "flux-realism=0.035,flux/schnell=0.003". Shown in the form and written to the ledger.
+MODEL_PRICES = envprices("MODEL_PRICES")
 
 # Image-to-image: the studio's public https origin. When set, a starting image is sent to
 # the provider as a signed URL on it that expires after REFERENCE_URL_TTL seconds;

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from generator.models import Generation
@@ -33,3 +35,45 @@ def test_the_studio_works_without_javascript(browser_as, owner, provider, worker
     generation = Generation.objects.get()
     assert page.url.endswith(f"/generations/{generation.uuid}/")
     assert "A red bicycle" in page.content()
+
+
+def test_image_to_image_from_a_studio_image_links_back(browser_as, owner, provider, workers):
+    page = browser_as(owner)
+    page.goto("/")
+    page.fill("textarea[name=prompt]", "A red door in a white wall")
+    page.select_option("select[name=image_size]", "square")
+    page.click("button[type=submit].primary")
+    page.locator("#generation-list .badge-succeeded").first.wait_for(timeout=40_000)
+    source = Generation.objects.get()
+
+    page.goto(f"/generations/{source.uuid}/")
+    page.click("a.use-as-source")
+    page.locator("#source-preview img").wait_for()
+    assert page.locator("select[name=model]").input_value() == "flux/dev/image-to-image"
+    assert page.locator("input[name=guidance_scale]").count() == 1
+    page.fill("textarea[name=prompt]", "The same door, painted blue")
+    page.click("button[type=submit].primary")
+    page.wait_for_function("document.querySelectorAll('#generation-list li.card').length === 2")
+    page.locator("#generation-list li.card").first.locator(".badge-succeeded").wait_for(
+        timeout=40_000
+    )
+    result = Generation.objects.exclude(pk=source.pk).get()
+    assert result.source_image.generation == source
+
+    page.goto(f"/generations/{result.uuid}/")
+    link = page.locator(".source-link a")
+    assert link.get_attribute("href").startswith(f"/generations/{source.uuid}/")
+    assert page.locator(".images img").first.evaluate("img => img.naturalWidth") == 512
+    assert page.js_errors == []
+
+
+def test_switching_models_swaps_the_fields(browser_as, owner):
+    page = browser_as(owner)
+    page.goto("/")
+    page.select_option("select[name=model]", "recraft-v3")
+    page.locator("select[name=style]").wait_for()
+    assert page.locator("input[name=guidance_scale]").count() == 0
+    assert "per image" in page.locator("#model-price").inner_text()
+    assert page.locator("option[value=dall-e-3]").get_attribute("disabled") is not None
+    page.screenshot(path=str(Path(__file__).parent.parent / "var" / "studio-recraft.png"))
+    assert page.js_errors == []
