@@ -175,6 +175,25 @@ def generation_create(
     return generation
 
 
+def generation_retry(*, generation: Generation) -> Generation:
+    """A new generation with the same parameters and starting image as `generation`."""
+    spec = get_model(generation.model)
+    if spec is None:
+        raise ValueError(f"unknown model {generation.model}")
+    retried = generation_create(
+        owner=generation.owner,
+        spec=spec,
+        body=dict(generation.params),
+        options=dict(generation.options),
+        visibility=generation.visibility,
+    )
+    if generation.source_image_id or generation.source_file:
+        retried.source_image_id = generation.source_image_id
+        retried.source_file = generation.source_file.name or ""
+        retried.save(update_fields=["source_image", "source_file"])
+    return retried
+
+
 def generation_request_body(generation: Generation) -> dict[str, Any]:
     """The JSON body for the provider: the saved parameters, plus the starting image of
     an image-to-image request, which is never stored in `params` (it may be megabytes).

@@ -9,6 +9,7 @@ app_name = "generator"
 urlpatterns = [
     path("", views.studio, name="studio"),
     path("generations/<uuid:uuid>/", views.generation_detail, name="detail"),
+    path("generations/<uuid:uuid>/retry", views.generation_retry, name="retry"),
     path("media/<path:name>", views.media, name="media"),
     path("models/", views.models_page, name="models"),
     path("models/<path:model_id>/enabled", views.model_enable, name="model-enable"),

@@ -111,10 +111,14 @@ def _switch_initial(request: HttpRequest) -> dict[str, Any]:
 
 
 def _reuse_initial(request: HttpRequest) -> dict[str, Any] | None:
-    """Form values from `?reuse=<uuid>` (and `&seed=0` to drop the seed)."""
+    """Form values from `?reuse=<uuid>` (and `&seed=0` to drop the seed); without it,
+    the settings of the user's last generation (never its seed), so the form opens the
+    way the user left it."""
     raw = request.GET.get("reuse")
     if not raw:
-        return None
+        last = Generation.objects.filter(owner=request.user).order_by("-created_at", "-id")
+        generation = last.only("model", "params", "seed", "source_image").first()
+        return _settings_of(generation, with_seed=False) if generation else None
     try:
         uuid = UUID(raw)
     except ValueError:
@@ -122,13 +126,18 @@ def _reuse_initial(request: HttpRequest) -> dict[str, Any] | None:
     generation = selectors.generations_visible_to(request.user).filter(uuid=uuid).first()
     if generation is None:
         return None
+    return _settings_of(generation, with_seed=request.GET.get("seed") != "0")
+
+
+def _settings_of(generation: Generation, *, with_seed: bool) -> dict[str, Any]:
     initial = {k: v for k, v in generation.params.items() if k != "image_size"}
+    initial.pop("seed", None)
     size = generation.params.get("image_size")
     if isinstance(size, dict):
         initial.update(image_size="custom", width=size.get("width"), height=size.get("height"))
     elif size:
         initial["image_size"] = size
-    if generation.seed and request.GET.get("seed") != "0":
+    if with_seed and generation.seed:
         initial["seed"] = generation.seed
     if generation.source_image_id:
         initial["source_image"] = generation.source_image.uuid
@@ -202,6 +211,25 @@ def media(request: HttpRequest, name: str) -> HttpResponse:
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["Cache-Control"] = "private, max-age=31536000, immutable"
     return response
+
+
+@require_POST
+@login_required
+def generation_retry(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """Run a failed generation again as a new one (the failure stays in the history)."""
+    failed = _get_generation_for_user(request, uuid)
+    if failed.owner_id != request.user.pk or failed.status != Generation.Status.FAILED:
+        raise PermissionDenied("Only the owner can retry, and only a failed generation")
+    try:
+        generation = services.generation_retry(generation=failed)
+    except services.GenerationLimitReached as exc:
+        return HttpResponse(str(exc), status=429, content_type="text/plain")
+    if request.htmx:
+        response = render(
+            request, "generator/studio.html#generation-card", {"generation": generation}
+        )
+        return reswap(retarget(response, "#generation-list"), "afterbegin")
+    return _see_other("generator:detail", uuid=generation.uuid)
 
 
 @require_GET

@@ -348,3 +348,62 @@ def test_the_models_page_lists_every_model_with_its_limits(owner_client, owner, 
     assert "not yours" not in response.text
     client.logout()
     assert client.get("/models/").status_code == 302
+
+
+# --- Studio polish -------------------------------------------------------------------------
+
+
+def test_the_form_opens_with_the_last_settings_but_not_the_seed(owner_client, owner):
+    make(owner, image_size={"width": 1472, "height": 512}, num_inference_steps=12, seed=77)
+    Generation.objects.update(seed="77")
+    page = owner_client.get("/").content.decode()
+    assert 'name="width" value="1472"' in page
+    assert 'name="num_inference_steps" value="12"' in page
+    assert 'name="seed" value="77"' not in page
+
+
+def _failed(owner: Any, visibility: str = "shared") -> Generation:
+    generation = make(owner, visibility=visibility)
+    Generation.objects.filter(pk=generation.pk).update(status="failed", error="Provider said no")
+    generation.refresh_from_db()
+    return generation
+
+
+def test_a_failed_generation_shows_its_reason_and_retries_as_a_new_one(owner_client, owner):
+    failed = _failed(owner)
+    page = owner_client.get("/").content.decode()
+    assert "Provider said no" in page and reverse("generator:retry", args=[failed.uuid]) in page
+    response = owner_client.post(reverse("generator:retry", args=[failed.uuid]))
+    assert response.status_code == 303
+    retried = Generation.objects.exclude(pk=failed.pk).get()
+    assert response["Location"] == reverse("generator:detail", args=[retried.uuid])
+    assert retried.params == failed.params and retried.status == "queued"
+    failed.refresh_from_db()
+    assert failed.status == "failed"  # the history keeps the failure
+
+    htmx = owner_client.post(
+        reverse("generator:retry", args=[failed.uuid]), headers={"HX-Request": "true"}
+    )
+    assert htmx.status_code == 200 and htmx["HX-Reswap"] == "afterbegin"
+    assert 'class="card status-queued"' in htmx.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("persona", "visibility", "status"),
+    [("teammate", "shared", 403), ("outsider", "private", 404), ("moderator", "shared", 403)],
+)
+def test_only_the_owner_retries(client, request, owner, persona, visibility, status):
+    failed = _failed(owner, visibility)
+    client.force_login(request.getfixturevalue(persona))
+    assert client.post(reverse("generator:retry", args=[failed.uuid])).status_code == status
+    assert Generation.objects.count() == 1
+
+
+def test_retry_needs_sign_in_and_post(client, owner):
+    failed = _failed(owner)
+    url = reverse("generator:retry", args=[failed.uuid])
+    assert client.post(url).status_code == 302
+    client.force_login(owner)
+    assert client.get(url).status_code == 405
+    queued = make(owner)
+    assert client.post(reverse("generator:retry", args=[queued.uuid])).status_code == 403
