@@ -28,9 +28,15 @@ from django.views.decorators.csrf import csrf_exempt
 
 from generator import services
 from generator.forms import generation_form
+from generator.members import prompt_blocked_record
 from generator.models import Generation
 from generator.registry import CUSTOM_SIZE, MODELS, ModelSpec, get_model
-from generator.selectors import enabled_model_ids, generations_visible_to
+from generator.roles import can_generate
+from generator.selectors import (
+    enabled_model_ids,
+    generation_images_for,
+    generations_visible_to,
+)
 from generator.tokens import api_token_authenticate, bearer_token
 
 GENERATIONS_PATH = "/v1/images/generations"
@@ -203,7 +209,12 @@ def _validate_and_create_unbounded(user: Any, body: Any) -> Generation | str:
     except BodyError as exc:
         return str(exc)
     form = generation_form(data, viewer=user)
-    if not form.is_valid():
+    valid = form.is_valid()
+    if form.blocked_term:
+        prompt_blocked_record(
+            user=user, prompt=str(data.get("prompt")), term=form.blocked_term, via="api"
+        )
+    if not valid:
         return _form_errors(form)
     try:
         return services.generation_create(
@@ -235,10 +246,12 @@ def _bounded_authenticate(raw: str) -> Any:
             _release_connection()
 
 
-def _bounded_generation_json(request: HttpRequest, generation_id: int) -> dict[str, Any]:
+def _bounded_generation_json(
+    request: HttpRequest, generation_id: int, viewer: Any
+) -> dict[str, Any]:
     with _DB_SLOTS:
         try:
-            return generation_json(request, generation_id)
+            return generation_json(request, generation_id, viewer)
         finally:
             _release_connection()
 
@@ -260,6 +273,8 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
     user = await sync_to_async(_bounded_authenticate)(raw) if raw else None
     if user is None:
         return unauthorized(path)
+    if not can_generate(user):
+        return api_error(403, "Your role in this studio (viewer) cannot generate images", path)
     try:
         body = json.loads(request.body or b"null")
     except (ValueError, UnicodeDecodeError):
@@ -276,7 +291,7 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
     location = request.build_absolute_uri(reverse("api:generation", args=[generation.uuid]))
 
     if "respond-async" in request.headers.get("Prefer", ""):
-        data = await sync_to_async(_bounded_generation_json)(request, generation.pk)
+        data = await sync_to_async(_bounded_generation_json)(request, generation.pk, user)
         response = JsonResponse(data, status=202)
         response["Location"] = location
         response["Preference-Applied"] = "respond-async"
@@ -357,7 +372,7 @@ def answer_json(request: HttpRequest, generation: Generation) -> dict[str, Any]:
 # --- GET /v1/generations/<uuid> and /v1/models ---------------------------------------
 
 
-def generation_json(request: HttpRequest, generation_id: int) -> dict[str, Any]:
+def generation_json(request: HttpRequest, generation_id: int, viewer: Any) -> dict[str, Any]:
     generation = Generation.objects.prefetch_related("images").get(pk=generation_id)
     return {
         "id": str(generation.uuid),
@@ -382,7 +397,7 @@ def generation_json(request: HttpRequest, generation_id: int) -> dict[str, Any]:
                 "nsfw": image.nsfw,
                 "sha256": image.sha256,
             }
-            for image in generation.images.all()
+            for image in generation_images_for(generation, viewer)
         ],
     }
 
@@ -397,7 +412,7 @@ def generation_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
     generation = generations_visible_to(user).filter(uuid=uuid).only("pk").first()
     if generation is None:
         return api_error(404, f"Generation {uuid} not found", path)
-    return JsonResponse(generation_json(request, generation.pk))
+    return JsonResponse(generation_json(request, generation.pk, user))
 
 
 PARAM_TYPES = {

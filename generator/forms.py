@@ -123,6 +123,7 @@ class GenerationForm(forms.Form):
         self.spec = spec
         self.viewer = viewer
         self.reference: Reference | None = None
+        self.blocked_term: str | None = None
         self.enabled = enabled if enabled is not None else frozenset(MODELS)
         # Only enabled models validate; the template shows the others greyed out.
         self.fields["model"].choices = [
@@ -197,9 +198,17 @@ class GenerationForm(forms.Form):
             self.fields[name] = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def clean_prompt(self) -> str:
+        from generator.members import prompt_violation
+
         prompt = self.cleaned_data["prompt"].strip()
         if not prompt:
             raise forms.ValidationError("Describe the image you want.")
+        # Views log the attempt (members.prompt_blocked_record); the form only refuses.
+        self.blocked_term = prompt_violation(prompt)
+        if self.blocked_term:
+            raise forms.ValidationError(
+                f"The studio's prompt policy does not allow “{self.blocked_term}”; please rephrase."
+            )
         return prompt
 
     def clean(self) -> dict[str, Any]:

@@ -3,12 +3,11 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
-from django.contrib.postgres.indexes import GinIndex
-from django.contrib.postgres.search import SearchVector
 from django.db import models
 
-# The text search configuration of the gallery's prompt search; the index below and
-# gallery.selectors must name the same one, or PostgreSQL cannot use the index.
+# The text search configuration of the gallery's prompt search. The GIN index of
+# migration 0005 (PostgreSQL only) and gallery.selectors must name the same one, or
+# PostgreSQL cannot use the index.
 PROMPT_SEARCH_CONFIG = "english"
 
 
@@ -73,6 +72,12 @@ class Generation(models.Model):
     # The provider's HTTP status when it refused (401, 429...), so the API can answer
     # with the same status; null for failures of our own (mirroring, attempts).
     error_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The price estimate at submission (registry price × images), counted against the
+    # budgets until the provider's answer writes the CostEntry.
+    estimated_usd = models.DecimalField(max_digits=10, decimal_places=4, default=0)
+    # Broker priority (0 first): a user's first few generations in flight go ahead of
+    # the rest of their batch, so one big batch cannot hold up everyone else.
+    priority = models.PositiveSmallIntegerField(default=0)
     # Options the studio itself honours, never sent upstream (e.g. response_format
     # for API clients asking for base64 images).
     options = models.JSONField(default=dict, blank=True)
@@ -98,6 +103,12 @@ class Generation(models.Model):
 
     class Meta:
         ordering = ("-created_at", "-id")
+        # The studio's roles are groups holding these (generator.roles).
+        permissions = [
+            ("generate", "Can generate images"),
+            ("moderate", "Can review, hide and restore any image and suspend users"),
+            ("manage_members", "Can approve, invite and change members"),
+        ]
         indexes = [
             # The studio page: one owner's generations, newest first.
             models.Index(fields=["owner", "-created_at", "-id"], name="generation_owner_recent"),
@@ -107,12 +118,10 @@ class Generation(models.Model):
                 name="generation_unfinished",
                 condition=models.Q(status__in=["queued", "running"]),
             ),
-            # Gallery search (gallery.selectors): full-text match on the prompt. PostgreSQL
-            # only; migration 0005 skips it on SQLite, where the gallery falls back to LIKE.
-            GinIndex(
-                SearchVector("prompt", config=PROMPT_SEARCH_CONFIG),
-                name="generation_prompt_search",
-            ),
+            # Gallery search also uses generation_prompt_search, a GIN index on the prompt's
+            # tsvector that migration 0005 creates on PostgreSQL only. It is kept out of
+            # this list: SQLite rebuilds tables from the listed indexes, and has no
+            # to_tsvector.
             # Gallery search by seed: a query of digits also matches the exact seed.
             models.Index(fields=["seed"], name="generation_seed"),
         ]
@@ -165,6 +174,19 @@ class Image(models.Model):
     bytes = models.PositiveBigIntegerField()
     sha256 = models.CharField(max_length=64)
     nsfw = models.BooleanField(default=False)
+
+    class Review(models.TextChoices):
+        # Seen by everyone the generation is shared with.
+        VISIBLE = "visible", "Visible"
+        # Flagged by the provider or reported: only its owner and moderators see it
+        # until a moderator decides (gallery.services.moderation_decide).
+        HELD = "held", "Held for review"
+        HIDDEN = "hidden", "Hidden by a moderator"
+
+    review = models.CharField(max_length=8, choices=Review.choices, default=Review.VISIBLE)
+    # Why it is held ("flagged", "reported") or, when hidden, the reason shown to the owner.
+    review_reason = models.CharField(max_length=500, blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -266,3 +288,142 @@ class ModelSetting(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model}: {'enabled' if self.enabled else 'disabled'}"
+
+
+class Member(models.Model):
+    """A user's standing in the studio, beside Django's User.
+
+    Roles are groups with permissions (generator.roles), mirrored in `role`; this also
+    holds whether the account is approved or suspended, the user's default visibility
+    and their limits.
+    A user without a row is treated as active with the studio's defaults (accounts
+    made before this model, or by createsuperuser).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for approval"
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        MODERATOR = "moderator", "Moderator"
+        MEMBER = "member", "Member"
+        VIEWER = "viewer", "Viewer"
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="member"
+    )
+    # Mirrors the user's role group, so checks need no extra query: the auth backend
+    # loads this row with the user (generator.roles).
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    status_reason = models.CharField(max_length=500, blank=True)
+    default_visibility = models.CharField(
+        max_length=8, choices=Generation.Visibility.choices, blank=True
+    )
+    # Null: the studio-wide default from settings.
+    monthly_budget_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    max_active = models.PositiveSmallIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.status}"
+
+
+class Invitation(models.Model):
+    """A sign-up link an admin hands out; used once, before it expires."""
+
+    token = models.CharField(max_length=64, unique=True)
+    role = models.CharField(max_length=20)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"invitation {self.token[:6]}… ({self.role})"
+
+
+class AuditEvent(models.Model):
+    """One entry of the append-only audit log (generator.audit.audit_record).
+
+    Rows are never updated or deleted by the studio: save() refuses an update and the
+    admin site shows them read-only.
+    """
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="audit_events",
+    )
+    # The actor's name at the time, kept even if the account is deleted.
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=64)
+    target_type = models.CharField(max_length=32, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_label = models.CharField(max_length=200, blank=True)
+    reason = models.TextField(blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [
+            # The audit page: newest first, filtered by action or actor.
+            models.Index(fields=["-created_at", "-id"], name="auditevent_recent"),
+            models.Index(fields=["action", "-created_at"], name="auditevent_action"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name} {self.action}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None:
+            raise ValueError("The audit log is append-only")
+        super().save(*args, **kwargs)
+
+
+class Notification(models.Model):
+    """A message for one user (a moderation outcome, say), shown until read."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    text = models.TextField()
+    link = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [
+            # The unread count in the header: one user's unread notifications.
+            models.Index(
+                fields=["user"], name="notification_unread", condition=models.Q(read_at=None)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.text[:40]}"
+
+
+class BlockedTerm(models.Model):
+    """The prompt policy: a word or regular expression a prompt may not contain."""
+
+    pattern = models.CharField(max_length=200, unique=True)
+    is_regex = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.pattern

@@ -5,26 +5,45 @@ from django.db.models import Prefetch, Q, QuerySet
 
 from generator.models import Generation, Image, ModelSetting
 from generator.registry import MODELS
+from generator.roles import can_moderate, is_active_member
 
 
 def generations_visible_to(viewer: AbstractBaseUser) -> QuerySet[Generation]:
     """Every generation `viewer` may see: their own, the team's shared ones, and all of
-    them for staff (moderators). The one place this rule lives: pages, media, the API
-    and the gallery all filter through it."""
+    them for moderators. The one place this rule lives: pages, media, the API and the
+    gallery all filter through it (with images_visible_to for single images)."""
     generations = Generation.objects.all()
-    if viewer.is_staff:
+    if not is_active_member(viewer):
+        return generations.none()
+    if can_moderate(viewer):
         return generations
     return generations.filter(Q(owner=viewer) | Q(visibility=Generation.Visibility.SHARED))
 
 
 def images_visible_to(viewer: AbstractBaseUser) -> QuerySet[Image]:
-    """Every image `viewer` may see, by the rule of generations_visible_to."""
+    """Every image `viewer` may see: as for generations, except that an image held for
+    review or hidden by a moderator is seen only by its owner and moderators."""
     images = Image.objects.all()
-    if viewer.is_staff:
+    if not is_active_member(viewer):
+        return images.none()
+    if can_moderate(viewer):
         return images
     return images.filter(
-        Q(generation__owner=viewer) | Q(generation__visibility=Generation.Visibility.SHARED)
+        Q(generation__owner=viewer)
+        | Q(
+            generation__visibility=Generation.Visibility.SHARED,
+            review=Image.Review.VISIBLE,
+        )
     )
+
+
+def generation_images_for(generation: Generation, viewer: AbstractBaseUser) -> list[Image]:
+    """The generation's images `viewer` may see (all for the owner and moderators),
+    from its prefetched images."""
+    images = list(generation.images.all())
+    if generation.owner_id == viewer.pk or can_moderate(viewer):
+        return images
+    return [image for image in images if image.review == Image.Review.VISIBLE]
 
 
 def generation_list_for_owner(*, owner: AbstractBaseUser, limit: int = 30) -> QuerySet[Generation]:

@@ -16,7 +16,7 @@ import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -28,12 +28,14 @@ from django.core import signing
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.db.models import F, Q, Value
+from django.db.models import F, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from generator import client
+from generator.audit import audit_record
 from generator.imaging import InvalidImage, check_image
+from generator.members import default_visibility_of
 from generator.models import CostEntry, Generation, Image, ModelSetting
 from generator.registry import ModelSpec, get_model
 
@@ -74,21 +76,6 @@ def default_policy(*, mirror: bool = False) -> RetryPolicy:
 # --- Accounts ---------------------------------------------------------------------------
 
 
-@transaction.atomic
-def user_signup(*, form: Any) -> AbstractBaseUser:
-    """Create the account from a valid sign-up form; the studio's first becomes admin."""
-    User = get_user_model()
-    # Lock-free but race-safe enough: two simultaneous first sign-ups both see "no
-    # users" only within the same instant, and both being admins is the safe failure.
-    first = not User.objects.exists()
-    user = form.save(commit=False)
-    if first:
-        user.is_staff = True
-        user.is_superuser = True
-    user.save()
-    return user
-
-
 # --- Models ---------------------------------------------------------------------------
 
 
@@ -97,7 +84,9 @@ def model_setting_set(*, model: str, enabled: bool, by: AbstractBaseUser) -> Mod
     setting, _ = ModelSetting.objects.update_or_create(
         model=model, defaults={"enabled": enabled, "updated_by": by}
     )
-    logger.info("%s %s model %s", by, "enabled" if enabled else "disabled", model)
+    audit_record(
+        actor=by, action="model.enable" if enabled else "model.disable", target_label=model
+    )
     return setting
 
 
@@ -108,9 +97,80 @@ class GenerationLimitReached(Exception):
     """The owner has too many generations in progress or started too many this hour."""
 
 
+def _image_count(body: dict[str, Any]) -> int:
+    return int(body.get("num_images") or body.get("n") or 1)
+
+
+def fair_priority(in_flight: int) -> int:
+    """Broker priority (0 first) for a user's next generation, given how many of theirs
+    are already queued or running: the first GENERATION_FAIR_SHARE go first, the rest
+    of a big batch step back so other people's work overtakes it."""
+    share = settings.GENERATION_FAIR_SHARE
+    if in_flight < share:
+        return 0
+    if in_flight < 2 * share:
+        return 3
+    if in_flight < 4 * share:
+        return 6
+    return 9
+
+
+def month_start() -> datetime:
+    now = timezone.localtime()
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def month_spend(*, owner: AbstractBaseUser | None = None) -> Decimal:
+    """This month's spending (one query): the ledger's figure for answered generations,
+    the submission estimate for those still waiting; failures cost nothing."""
+    generations = Generation.objects.filter(created_at__gte=month_start())
+    if owner is not None:
+        generations = generations.filter(owner=owner)
+    total = generations.exclude(status=Status.FAILED, cost__isnull=True).aggregate(
+        total=Sum(Coalesce("cost__estimated_usd", "estimated_usd"))
+    )["total"]
+    return total or Decimal(0)
+
+
+def budget_limit_reason(*, owner: AbstractBaseUser, estimate: Decimal) -> str | None:
+    """Why `estimate` more would exceed the owner's or the studio's monthly budget."""
+    from generator.roles import member_of
+
+    member = member_of(owner)
+    budget = (
+        member.monthly_budget_usd
+        if member and member.monthly_budget_usd is not None
+        else (settings.USER_MONTHLY_BUDGET_USD)
+    )
+    if budget is not None:
+        spent = month_spend(owner=owner)
+        if spent + estimate > budget:
+            return (
+                f"{LIMIT_PREFIX} this would bring your spending this month to about "
+                f"${spent + estimate:.2f}, over your budget of ${budget:.2f}. Ask an admin "
+                "to raise it."
+            )
+    studio_budget = settings.STUDIO_MONTHLY_BUDGET_USD
+    if studio_budget is not None:
+        spent = month_spend()
+        if spent + estimate > studio_budget:
+            return (
+                f"{LIMIT_PREFIX} the studio's budget for this month (${studio_budget:.2f}) "
+                "would be exceeded; ask an admin."
+            )
+    return None
+
+
 def generation_limit_reason(*, owner: AbstractBaseUser) -> str | None:
     """Why `owner` may not start another generation now, or None if they may."""
-    active_limit = settings.GENERATION_MAX_ACTIVE_PER_USER
+    from generator.roles import member_of
+
+    member = member_of(owner)
+    active_limit = (
+        member.max_active
+        if member and member.max_active is not None
+        else settings.GENERATION_MAX_ACTIVE_PER_USER
+    )
     active = Generation.objects.filter(
         owner=owner, status__in=(Status.QUEUED, Status.RUNNING)
     ).count()
@@ -151,16 +211,24 @@ def generation_create(
     locked while counting, so concurrent submissions cannot both slip under it.
     """
     get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
-    reason = generation_limit_reason(owner=owner)
+    estimate = spec.price * _image_count(body)
+    reason = generation_limit_reason(owner=owner) or budget_limit_reason(
+        owner=owner, estimate=estimate
+    )
     if reason:
         raise GenerationLimitReached(reason)
+    in_flight = Generation.objects.filter(
+        owner=owner, status__in=(Status.QUEUED, Status.RUNNING)
+    ).count()
     generation = Generation(
         owner=owner,
         model=spec.id,
         prompt=body["prompt"],
         params=body,
         options=options or {},
-        visibility=visibility or settings.GENERATION_DEFAULT_VISIBILITY,
+        visibility=visibility or default_visibility_of(owner),
+        estimated_usd=estimate,
+        priority=fair_priority(in_flight),
         status=Status.QUEUED,
         step=Step.CALL,
         sweep_after=timezone.now() + timedelta(seconds=settings.GENERATION_QUEUE_GRACE_SECONDS),
@@ -249,15 +317,17 @@ def reference_unsign(token: str) -> str | None:
 def _send_on_commit(generation: Generation) -> None:
     # robust=True: with the broker down the user still gets their queued generation
     # (the row is committed) and the sweep sends the message later.
-    transaction.on_commit(partial(_send, generation.pk, generation.step), robust=True)
+    transaction.on_commit(
+        partial(_send, generation.pk, generation.step, generation.priority), robust=True
+    )
 
 
-def _send(generation_id: int, step: str) -> None:
+def _send(generation_id: int, step: str, priority: int = 0) -> None:
     from generator.tasks import generation_call as generation_call_task
     from generator.tasks import generation_mirror as generation_mirror_task
 
     task = generation_call_task if step == Step.CALL else generation_mirror_task
-    task.apply_async((generation_id,))
+    task.apply_async((generation_id,), priority=priority)
 
 
 # --- Claiming -------------------------------------------------------------------------
@@ -546,6 +616,19 @@ def _store_image(generation: Generation, entry: dict[str, Any], checked: Any) ->
             "sha256": checked.sha256,
             "nsfw": entry.get("nsfw", False),
         },
+        # Held for review: the team sees a flagged image only after a moderator approves.
+        create_defaults={
+            "file": original,
+            "thumbnail": thumbnail,
+            "width": checked.width,
+            "height": checked.height,
+            "format": checked.format,
+            "bytes": len(checked.content),
+            "sha256": checked.sha256,
+            "nsfw": entry.get("nsfw", False),
+            "review": Image.Review.HELD if entry.get("nsfw") else Image.Review.VISIBLE,
+            "review_reason": "flagged" if entry.get("nsfw") else "",
+        },
     )
     return image
 
@@ -581,7 +664,7 @@ def generation_sweep(*, limit: int = 500) -> int:
             .filter(status__in=(Status.QUEUED, Status.RUNNING))
             .filter(Q(lease_until__isnull=True, sweep_after__lt=now) | Q(lease_until__lt=now))
             .order_by("sweep_after")
-            .only("pk", "step", "uuid")[:limit]
+            .only("pk", "step", "uuid", "priority")[:limit]
         )
         for generation in due:
             # An expired lease is void: its holder is presumed dead and may no longer

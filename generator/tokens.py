@@ -19,7 +19,9 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from generator.audit import audit_record
 from generator.models import ApiToken
+from generator.roles import is_active_member
 
 TOKEN_PREFIX = "sk-studio-"
 # What the list shows: the fixed prefix and 4 random characters (24 of 256 bits).
@@ -58,6 +60,7 @@ def api_token_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, st
         user=user, name=name, prefix=raw[:SHOWN_PREFIX_LENGTH], token_hash=token_hash(raw)
     )
     token.save()
+    audit_record(actor=user, action="token.create", target=token, target_label=name)
     return token, raw
 
 
@@ -73,6 +76,7 @@ def api_token_revoke(*, token: ApiToken, user: AbstractBaseUser) -> None:
         return
     token.revoked_at = timezone.now()
     token.save(update_fields=["revoked_at"])
+    audit_record(actor=user, action="token.revoke", target=token, target_label=token.name)
 
 
 def api_token_authenticate(raw: str) -> AbstractBaseUser | None:
@@ -88,11 +92,12 @@ def api_token_authenticate(raw: str) -> AbstractBaseUser | None:
     # The lookup is by the hash, never by the token, so timing says nothing about
     # how much of a guessed token was right.
     token = (
-        ApiToken.objects.select_related("user")
+        ApiToken.objects.select_related("user__member")
         .filter(token_hash=token_hash(raw), revoked_at__isnull=True)
         .first()
     )
-    if token is None or not token.user.is_active:
+    if token is None or not token.user.is_active or not is_active_member(token.user):
+        # Pending and suspended accounts' tokens stop working with the account.
         return None
     now = timezone.now()
     ApiToken.objects.filter(pk=token.pk).filter(

@@ -27,11 +27,12 @@ from django_htmx.http import reswap, retarget
 from django_htmx.middleware import HtmxDetails
 from kombu import Connection
 
-from generator import selectors, services
+from generator import members, selectors, services
 from generator.api import unauthorized
 from generator.forms import SignupForm, generation_form
-from generator.models import Generation, Image
+from generator.models import Generation
 from generator.registry import MODELS, get_model
+from generator.roles import can_generate, can_manage_members
 from generator.tokens import api_token_authenticate, bearer_token
 
 
@@ -43,7 +44,9 @@ def _get_generation_for_user(request: HttpRequest, uuid: UUID, user: Any = None)
     """The generation if this user may see it; 404 otherwise, so existence never leaks."""
     user = user or request.user
     return get_object_or_404(
-        selectors.generations_visible_to(user).select_related("owner").prefetch_related("images"),
+        selectors.generations_visible_to(user)
+        .select_related("owner", "source_image__generation")
+        .prefetch_related("images"),
         uuid=uuid,
     )
 
@@ -53,9 +56,19 @@ def _get_generation_for_user(request: HttpRequest, uuid: UUID, user: Any = None)
 @vary_on_headers("HX-Request")
 def studio(request: HtmxHttpRequest) -> HttpResponse:
     if request.method == "POST":
+        if not can_generate(request.user):
+            raise PermissionDenied("Viewers can browse but not generate")
         form = generation_form(request.POST, request.FILES, viewer=request.user)
         generation = None
-        if form.is_valid():
+        valid = form.is_valid()
+        if form.blocked_term:
+            members.prompt_blocked_record(
+                user=request.user,
+                prompt=request.POST.get("prompt", ""),
+                term=form.blocked_term,
+                via="form",
+            )
+        if valid:
             try:
                 generation = services.generation_create(
                     owner=request.user,
@@ -151,7 +164,7 @@ def generation_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     generation = _get_generation_for_user(request, uuid)
     context = {
         "generation": generation,
-        "images": list(generation.images.all()),
+        "images": selectors.generation_images_for(generation, request.user),
         # Image-to-image results that started from this one, as far as the viewer may see.
         "derived": selectors.generations_visible_to(request.user)
         .filter(source_image__generation=generation)
@@ -186,8 +199,12 @@ def media(request: HttpRequest, name: str) -> HttpResponse:
     match = MEDIA_NAME.match(name)
     if not match:
         raise Http404("No such file")
-    generation = _get_generation_for_user(request, UUID(match["uuid"]), user)
-    image = get_object_or_404(Image, generation=generation, index=int(match["index"]))
+    image = get_object_or_404(
+        selectors.images_visible_to(user).select_related("generation"),
+        generation__uuid=match["uuid"],
+        index=int(match["index"]),
+    )
+    generation = image.generation
     stored = image.thumbnail.name if match["thumb"] else image.file.name
     if stored != name:
         raise Http404("No such file")
@@ -293,7 +310,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
 @login_required
 def model_enable(request: HttpRequest, model_id: str) -> HttpResponse:
     """An admin turns a model on or off for everyone (deprecated ones start off)."""
-    if not request.user.is_superuser:
+    if not can_manage_members(request.user):
         raise PermissionDenied("Only an admin may enable or disable models")
     spec = get_model(model_id)
     if spec is None:
@@ -306,18 +323,35 @@ def model_enable(request: HttpRequest, model_id: str) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
-    """Open while the studio has no account (the first becomes its admin), or when
-    SIGNUP_OPEN is on; otherwise an admin adds people in the admin site."""
+    """The first account becomes the studio's admin. After that SIGNUP_MODE decides:
+    "approval" (the account waits for an admin), "open", or "invite" (only with a
+    valid `?invite=` link, which also works in the other modes)."""
     User = get_user_model()
     first = not User.objects.exists()
-    if not first and not settings.SIGNUP_OPEN:
+    token = request.POST.get("invite") or request.GET.get("invite")
+    invitation = members.invitation_valid(token)
+    if token and invitation is None:
+        return render(
+            request, "registration/signup.html", {"closed": True, "expired": True}, status=403
+        )
+    if not first and invitation is None and settings.SIGNUP_MODE == "invite":
         return render(request, "registration/signup.html", {"closed": True}, status=403)
     if request.method == "POST":
         form = SignupForm(request.POST)
         if form.is_valid():
-            user = services.user_signup(form=form)
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            return _see_other("generator:studio")
+            try:
+                user = members.member_signup(form=form, invitation=invitation)
+            except members.MemberError as exc:
+                form.add_error(None, str(exc))
+            else:
+                login(request, user, backend="generator.auth.StudioBackend")
+                return _see_other("generator:studio")
     else:
         form = SignupForm()
-    return render(request, "registration/signup.html", {"form": form, "first": first})
+    context = {
+        "form": form,
+        "first": first,
+        "invitation": invitation,
+        "approval": not first and invitation is None and settings.SIGNUP_MODE == "approval",
+    }
+    return render(request, "registration/signup.html", context)

@@ -81,6 +81,19 @@ def envprices(name: str) -> dict[str, Decimal]:
     return prices
 
 
+def envdecimal(name: str) -> Decimal | None:
+    raw = os.environ.get(name, "").strip()
+    if raw == "":
+        return None
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    if value < 0 or not value.is_finite():
+        raise ImproperlyConfigured(f"{name}={raw!r} must be zero or more")
+    return value
+
+
 def envsecret(name: str) -> str:
     """A secret from NAME, or from the file named by NAME_FILE (Docker/K8s secrets)."""
     value = os.environ.get(name, "").strip()
@@ -179,6 +192,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "generator.middleware.member_status",
 ]
 
 ROOT_URLCONF = "studio.urls"
@@ -210,9 +224,14 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
-# The first account can always be created (it becomes the admin); after that, sign-up
-# is closed unless this is on, and an admin adds people in the admin site.
-SIGNUP_OPEN = envbool("SIGNUP_OPEN", False)
+# The first account can always be created (it becomes the admin). After that sign-up is
+# "approval" (anyone, then an admin approves), "open" (anyone, at once), or "invite"
+# (only with an invitation link); an invitation link works in every mode.
+SIGNUP_MODE = envstr("SIGNUP_MODE", "approval")
+if SIGNUP_MODE not in ("approval", "open", "invite"):
+    raise ImproperlyConfigured(f"SIGNUP_MODE={SIGNUP_MODE!r} is not approval, open or invite")
+INVITATION_DAYS = envint("INVITATION_DAYS", 7, minimum=1)
+AUTHENTICATION_BACKENDS = ["generator.auth.StudioBackend"]
 LOGIN_REDIRECT_URL = "generator:studio"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -338,6 +357,14 @@ REFERENCE_URL_TTL = envint("REFERENCE_URL_TTL", 3600, minimum=60)
 # Uploaded starting images: bytes and pixels accepted before re-encoding.
 REFERENCE_MAX_BYTES = envint("REFERENCE_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 REFERENCE_MAX_PIXELS = envint("REFERENCE_MAX_PIXELS", 16_000_000, minimum=1)
+
+# Monthly budgets in USD, checked before a generation is queued (estimated cost); an
+# admin can set a user's own on the members page. Empty means no budget.
+USER_MONTHLY_BUDGET_USD = envdecimal("USER_MONTHLY_BUDGET_USD")
+STUDIO_MONTHLY_BUDGET_USD = envdecimal("STUDIO_MONTHLY_BUDGET_USD")
+# Fair scheduling: how many of one user's generations in flight go at full priority; the
+# rest of a big batch queues behind everyone else's first ones (Redis broker priorities).
+GENERATION_FAIR_SHARE = envint("GENERATION_FAIR_SHARE", 4, minimum=1)
 
 # Per-user limits, for the web form and the API alike: generations queued or running
 # at once, and generations started in the last hour.

@@ -12,6 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/", include("generator.api_urls")),
     path("healthz", generator_views.healthz, name="healthz"),
+    path("", include("generator.team_urls")),
     path("", include("gallery.urls")),
     path("", include("generator.urls")),
 ]

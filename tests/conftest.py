@@ -41,11 +41,35 @@ def outsider(django_user_model: Any) -> Any:
     return django_user_model.objects.create_user("oscar", "oscar@example.com", PASSWORD)
 
 
+def with_role(user: Any, role: str, status: str = "active", reason: str = "") -> Any:
+    """Give `user` a role (and status) the way the members page does, minus the audit."""
+    from generator.members import _apply_role
+    from generator.models import Member
+
+    Member.objects.update_or_create(
+        user=user, defaults={"role": role, "status": status, "status_reason": reason}
+    )
+    _apply_role(user, role)
+    user.refresh_from_db()
+    return user
+
+
 @pytest.fixture
 def moderator(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user(
-        "mona", "mona@example.com", PASSWORD, is_staff=True
-    )
+    user = django_user_model.objects.create_user("mona", "mona@example.com", PASSWORD)
+    return with_role(user, "moderator")
+
+
+@pytest.fixture
+def viewer(django_user_model: Any) -> Any:
+    user = django_user_model.objects.create_user("vera", "vera@example.com", PASSWORD)
+    return with_role(user, "viewer")
+
+
+@pytest.fixture
+def suspended(django_user_model: Any) -> Any:
+    user = django_user_model.objects.create_user("sam", "sam@example.com", PASSWORD)
+    return with_role(user, "member", status="suspended", reason="Spamming the gallery")
 
 
 # --- The provider -----------------------------------------------------------------------

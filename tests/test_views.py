@@ -228,37 +228,6 @@ def test_mutating_views_reject_other_methods(owner_client, owner):
 # --- Accounts ----------------------------------------------------------------------------------
 
 
-def test_the_first_account_becomes_admin_and_signup_then_closes(client, django_user_model):
-    data = {
-        "username": "ada",
-        "email": "ada@example.com",
-        "password1": "a long enough pass 42",
-        "password2": "a long enough pass 42",
-    }
-    response = client.post("/accounts/signup/", data)
-    assert response.status_code == 303
-    ada = django_user_model.objects.get(username="ada")
-    assert ada.is_superuser and ada.is_staff
-    client.logout()
-    closed = client.post("/accounts/signup/", {**data, "username": "bob"})
-    assert closed.status_code == 403
-    assert not django_user_model.objects.filter(username="bob").exists()
-
-
-def test_signup_can_be_left_open(client, owner, settings, django_user_model):
-    settings.SIGNUP_OPEN = True
-    client.post(
-        "/accounts/signup/",
-        {
-            "username": "bob",
-            "password1": "a long enough pass 42",
-            "password2": "a long enough pass 42",
-        },
-    )
-    bob = django_user_model.objects.get(username="bob")
-    assert not bob.is_staff
-
-
 # --- Page hygiene -------------------------------------------------------------------------------
 
 
