@@ -78,3 +78,46 @@ class CollectionItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.collection_id} ∋ {self.image_id}"
+
+
+class Report(models.Model):
+    """A viewer's report of an image; one open report per person and image (a second
+    report by the same person updates the first). Resolved by a moderation decision."""
+
+    class Reason(models.TextChoices):
+        SEXUAL = "sexual", "Sexual or graphic content"
+        HATEFUL = "hateful", "Hateful or harassing"
+        PERSON = "person", "Depicts a real person without consent"
+        COPYRIGHT = "copyright", "Copyright or trademark"
+        SPAM = "spam", "Spam or off-topic"
+        OTHER = "other", "Something else"
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="reports")
+    reporter = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reports_made"
+    )
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    text = models.TextField(blank=True, max_length=1000)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, blank=True)
+
+    class Meta:
+        constraints = [
+            # The merge of duplicate reports: at most one open report per person and image.
+            models.UniqueConstraint(
+                fields=["image", "reporter"],
+                condition=models.Q(resolved_at=None),
+                name="report_one_open_per_reporter",
+            ),
+        ]
+        indexes = [
+            # The moderation queue's report counts: open reports per image.
+            models.Index(
+                fields=["image"], name="report_open", condition=models.Q(resolved_at=None)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reporter_id} reported {self.image_id}: {self.reason}"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from gallery import views
+from gallery import moderation_views, views
 
 app_name = "gallery"
 
@@ -19,4 +19,7 @@ urlpatterns = [
     path("images/<uuid:uuid>/", views.image_detail, name="image"),
     path("images/<uuid:uuid>/download/", views.image_download, name="download"),
     path("images/<uuid:uuid>/star/", views.image_star, name="star"),
+    path("images/<uuid:uuid>/report/", moderation_views.image_report, name="report"),
+    path("moderation/", moderation_views.queue, name="moderation"),
+    path("moderation/decide/", moderation_views.decide, name="decide"),
 ]

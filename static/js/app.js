@@ -88,3 +88,42 @@
     if (button && !window.confirm(button.getAttribute("data-confirm"))) event.preventDefault();
   });
 })();
+
+// Moderation queue shortcuts: j/k move between items, x ticks one, a/h/d press the
+// focused item's approve/hide/delete button (hide and delete need the reason first).
+(function () {
+  "use strict";
+  document.addEventListener("keydown", function (event) {
+    var list = document.getElementById("moderation-list");
+    if (!list || event.ctrlKey || event.metaKey || event.altKey) return;
+    var tag = (event.target.tagName || "").toLowerCase();
+    if (tag === "input" || tag === "textarea" || tag === "select") return;
+    var items = Array.prototype.slice.call(list.querySelectorAll(".moderation-item"));
+    if (!items.length) return;
+    var current = event.target.closest && event.target.closest(".moderation-item");
+    var index = current ? items.indexOf(current) : -1;
+    if (event.key === "j" || event.key === "k") {
+      event.preventDefault();
+      var next = event.key === "j" ? Math.min(index + 1, items.length - 1) : Math.max(index - 1, 0);
+      items[next].focus();
+      return;
+    }
+    if (!current) return;
+    if (event.key === "x") {
+      event.preventDefault();
+      var box = current.querySelector("input[type=checkbox]");
+      box.checked = !box.checked;
+      return;
+    }
+    var button = current.querySelector("button[data-shortcut='" + event.key + "']");
+    if (!button) return;
+    event.preventDefault();
+    var reason = document.getElementById("moderation-reason");
+    if (event.key !== "a" && reason && !reason.value.trim()) {
+      reason.focus();
+      reason.setAttribute("aria-invalid", "true");
+      return;
+    }
+    button.click();
+  });
+})();

@@ -1,0 +1,97 @@
+"""Reporting an image, and the moderators' review queue."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from gallery import moderation, selectors
+from gallery.models import Report
+from generator.models import Image
+from generator.roles import can_moderate
+
+
+def _see_other(url: str) -> HttpResponse:
+    response = redirect(url)
+    response.status_code = 303
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def image_report(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """Any viewer who can see an image may report it (not its owner)."""
+    image = selectors.image_for_viewer(viewer=request.user, uuid=uuid)
+    if image is None:
+        raise Http404("No such image")
+    error = ""
+    if request.method == "POST":
+        try:
+            moderation.image_report(
+                image=image,
+                reporter=request.user,
+                reason=request.POST.get("reason", ""),
+                text=request.POST.get("text", "").strip()[:1000],
+            )
+        except moderation.ModerationError as exc:
+            error = str(exc)
+        else:
+            messages.success(
+                request, "Thank you: the image is held from the gallery until a moderator decides."
+            )
+            return _see_other(reverse("gallery:index"))
+    context = {"image": image, "reasons": Report.Reason.choices, "error": error}
+    return render(request, "gallery/report.html", context, status=400 if error else 200)
+
+
+@require_GET
+@login_required
+def queue(request: HttpRequest) -> HttpResponse:
+    if not can_moderate(request.user):
+        raise PermissionDenied("Moderators only")
+    state = "hidden" if request.GET.get("state") == "hidden" else "held"
+    images = list(moderation.moderation_queue(state=state)[:200])
+    return render(request, "gallery/moderation.html", {"images": images, "state": state})
+
+
+@require_POST
+@login_required
+def decide(request: HttpRequest) -> HttpResponse:
+    """Approve, hide or delete the posted images (one, or a bulk selection)."""
+    if not can_moderate(request.user):
+        raise PermissionDenied("Moderators only")
+    # A row's own button posts "one=<decision>:<uuid>"; the bar's buttons post the
+    # decision for every ticked image.
+    decision, _, single = request.POST.get("one", "").partition(":")
+    raw_ids = [single] if single else request.POST.getlist("image")
+    if not single:
+        decision = request.POST.get("decision", "")
+    uuids = []
+    for raw in raw_ids:
+        try:
+            uuids.append(UUID(raw))
+        except ValueError:
+            continue
+    images = list(
+        Image.objects.filter(uuid__in=uuids).select_related("generation__owner").order_by("id")
+    )
+    try:
+        done = moderation.moderation_decide(
+            images=images, decision=decision, by=request.user, reason=request.POST.get("reason", "")
+        )
+    except moderation.ModerationError as exc:
+        messages.error(request, str(exc))
+        done = 0
+    else:
+        messages.success(request, f"{decision.capitalize()}: {done} image(s).")
+    target = reverse("gallery:moderation")
+    if request.POST.get("state") == "hidden":
+        target += "?state=hidden"
+    return _see_other(target)
