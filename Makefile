@@ -42,3 +42,4 @@ clean:
 
 bench: install
 	$(PY) bench/api_concurrency.py
+	$(PY) bench/gallery.py

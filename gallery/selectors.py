@@ -13,11 +13,21 @@ from uuid import UUID
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import (
+    BigIntegerField,
+    BooleanField,
+    Exists,
+    F,
+    Func,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from django.utils import timezone
 
 from gallery.models import Collection, Favourite, Preferences
-from generator.models import PROMPT_SEARCH_CONFIG, Image
+from generator.models import PROMPT_SEARCH_CONFIG, Generation, Image
 from generator.selectors import images_visible_to
 
 PAGE_SIZE = 48
@@ -110,12 +120,7 @@ def image_list(
     if hide_nsfw:
         images = images.filter(nsfw=False)
     if filters.q:
-        if connection.vendor == "postgresql":
-            # The alias must be the GIN index's expression on the joined column.
-            images = images.alias(
-                _prompt_vector=SearchVector("generation__prompt", config=PROMPT_SEARCH_CONFIG)
-            )
-        images = images.filter(_text_match(filters.q))
+        images = _text_match(images, filters.q)
     if filters.model:
         images = images.filter(generation__model=filters.model)
     if filters.author:
@@ -137,23 +142,58 @@ def _start_of(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time.min, tzinfo=timezone.get_current_timezone())
 
 
-def _text_match(q: str) -> Q:
-    """Prompt text (and the exact seed when the query is a number).
+# Up to this many matching generations, a search page fetches exactly their images;
+# beyond it the words are common enough that walking the newest images finds a page
+# within a few thousand rows.
+SEARCH_ID_LIMIT = 1000
 
-    PostgreSQL: full-text search with web-search syntax ("quoted phrases", -exclusions),
-    through the GIN index of migration generator 0005 (same expression, same config).
+
+def _text_match(images: QuerySet[Image], q: str) -> QuerySet[Image]:
+    """`images` whose prompt matches `q` (or whose seed is `q`, when it is a number).
+
+    PostgreSQL: full-text search with web-search syntax ("quoted phrases", -exclusions)
+    through the GIN index of generator migration 0005 (same expression, same config).
+    The matching generations are listed first, in their own query: the planner cannot
+    estimate how many rows a text query matches, and when it guesses "many" for a rare
+    word it walks every image computing to_tsvector (seconds for no match at all).
+    So a rare query becomes the exact list of its generations, and only a common one
+    (more than SEARCH_ID_LIMIT) is left to the walk, which then stops early.
+
     Elsewhere: every word must occur in the prompt, case-insensitively."""
+    seed = q if q.isdigit() else None
     if connection.vendor == "postgresql":
-        match = Q(
-            _prompt_vector=SearchQuery(q, config=PROMPT_SEARCH_CONFIG, search_type="websearch")
+        query = SearchQuery(q, config=PROMPT_SEARCH_CONFIG, search_type="websearch")
+        matching = (
+            Generation.objects.alias(vector=SearchVector("prompt", config=PROMPT_SEARCH_CONFIG))
+            .filter(Q(vector=query) | Q(seed=seed) if seed else Q(vector=query))
+            .order_by()
+            .values("id")[: SEARCH_ID_LIMIT + 1]
         )
+        # COUNT over the LIMITed subquery: one number back, not thousands of ids.
+        if matching.count() <= SEARCH_ID_LIMIT:
+            # generation_id = ANY(ARRAY(subquery)): the planner cannot see the array's
+            # length, assumes it short and fetches those generations' images by index,
+            # which for a list this size is right. With the ids written out instead it
+            # estimates again, and may walk every image once more.
+            array = Func(Subquery(matching), function="ARRAY", output_field=BigIntegerField())
+            in_array = Func(
+                F("generation_id"),
+                array,
+                template="(%(expressions)s))",
+                arg_joiner=" = ANY(",
+                output_field=BooleanField(),
+            )
+            return images.filter(in_array)
+        # The alias must be the GIN index's expression, on the joined column.
+        images = images.alias(
+            _prompt_vector=SearchVector("generation__prompt", config=PROMPT_SEARCH_CONFIG)
+        )
+        match = Q(_prompt_vector=query)
     else:
         match = Q()
         for word in q.split():
             match &= Q(generation__prompt__icontains=word.strip('"'))
-    if q.isdigit():
-        match |= Q(generation__seed=q)
-    return match
+    return images.filter(match | Q(generation__seed=seed) if seed else match)
 
 
 def _size_match(size: str) -> Q:

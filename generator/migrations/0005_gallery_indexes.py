@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import django.contrib.postgres.indexes
-import django.contrib.postgres.search
 from django.conf import settings
 from django.db import migrations, models
 
+# The expression Django writes for SearchVector("prompt", config="english"), which the
+# gallery's search filters on; the index is only used if the two are identical.
+CREATE_PROMPT_SEARCH = (
+    "CREATE INDEX IF NOT EXISTS generation_prompt_search ON generator_generation "
+    "USING gin (to_tsvector('english'::regconfig, COALESCE(prompt, ''::text)))"
+)
 
-class AddPostgresIndex(migrations.AddIndex):
-    """AddIndex that only touches PostgreSQL: to_tsvector and GIN do not exist on SQLite,
-    where the gallery's search falls back to LIKE and needs no index. The migration state
-    records the index everywhere, so makemigrations stays clean on both databases."""
 
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
+def create_prompt_search(apps, schema_editor) -> None:
+    # PostgreSQL only, and outside the migration state: SQLite has no to_tsvector, and
+    # it rebuilds tables from the state's indexes whenever a later migration alters one.
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(CREATE_PROMPT_SEARCH)
 
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
+
+def drop_prompt_search(apps, schema_editor) -> None:
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("DROP INDEX IF EXISTS generation_prompt_search")
 
 
 class Migration(migrations.Migration):
@@ -29,13 +32,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        AddPostgresIndex(
-            model_name="generation",
-            index=django.contrib.postgres.indexes.GinIndex(
-                django.contrib.postgres.search.SearchVector("prompt", config="english"),
-                name="generation_prompt_search",
-            ),
-        ),
+        migrations.RunPython(create_prompt_search, drop_prompt_search, elidable=False),
         migrations.AddIndex(
             model_name="generation",
             index=models.Index(fields=["seed"], name="generation_seed"),
