@@ -399,11 +399,18 @@ else:
         # An unacked message comes back after this; it must outlast a task's time
         # limit plus the longest retry countdown, or a running task is delivered twice.
         "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 1800, minimum=1),
-        # kombu waits forever on a paused or black-holed Redis without these.
-        "socket_connect_timeout": 3,
-        "socket_timeout": 5,
-        "retry_on_timeout": True,
+        # kombu waits forever on a paused or black-holed Redis without these. They
+        # bound a publish from the web: attempts x socket_timeout, about 6 s (tests/
+        # test_chaos_broker.py). BRPOP runs in the event loop and needs none of them.
+        "socket_connect_timeout": 2,
+        "socket_timeout": 2,
+        # A timed-out LPUSH may have landed: replaying it would send a message twice.
+        "retry_on_timeout": False,
         "health_check_interval": 25,
+        # Fair scheduling (services.fair_priority): each queue is one Redis list per
+        # step and workers pop step 0 first, so a big batch's later generations
+        # (steps 3-9) wait behind everyone's first ones.
+        "priority_steps": [0, 3, 6, 9],
         "max_retries": 2,
         "interval_start": 0,
         "interval_step": 0.5,
@@ -411,8 +418,10 @@ else:
     }
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# One retry covers a connection the pool kept across a Redis restart; more would only
+# keep a web request waiting on a dead broker (the sweep sends what failed, later).
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
-    "max_retries": 2,
+    "max_retries": 1,
     "interval_start": 0,
     "interval_step": 0.5,
     "interval_max": 1,

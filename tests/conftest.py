@@ -3,12 +3,18 @@ Celery worker processes for the pipeline tests."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -309,3 +315,231 @@ def browser_as(browser: Any, live_server: Any, client: Any) -> Iterator[Callable
     yield open_page
     for context in contexts:
         context.close()
+
+
+# --- Chaos: a private Redis, a slow CDN, the whole node with beat ------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server of the test's own, configured like docker-compose's (append-only,
+    noeviction), so it can be stopped, frozen and paused without touching anyone else's."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed; the chaos tests need their own Redis")
+        self.proc = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.folder),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+             "--maxmemory-policy", "noeviction", "--logfile", str(self.folder / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(self.ping, timeout=20, interval=0.05)
+        return self
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client(timeout=1).ping())
+        except Exception:
+            return False
+
+    def client(self, timeout: float = 5) -> Any:
+        import redis
+
+        return redis.Redis(port=self.port, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+    def stop(self) -> None:
+        """A clean shutdown: the append-only file keeps every queued message."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+
+    def freeze(self) -> None:
+        # The TCP connections stay open and nothing answers: what a hung host looks like.
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def queued(self, queue: str) -> int:
+        return int(self.client().llen(f"studio-test:{queue}"))
+
+    def unacked(self) -> int:
+        return int(self.client().hlen("studio-test:unacked"))
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    server = RedisServer(folder).start()
+    yield server
+    server.stop()
+
+
+def celery_settings(env: dict[str, str]) -> dict[str, Any]:
+    """The Celery settings a process started with `env` has (read in a fresh interpreter)."""
+    code = (
+        "import json, django; django.setup(); from django.conf import settings as s; "
+        "print(json.dumps({k: getattr(s, k) for k in dir(s) if k.startswith('CELERY_')},"
+        " default=str))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
+@contextmanager
+def studio_broker(env: dict[str, str]) -> Iterator[None]:
+    """Point this process's Celery app (the web side: form, API) at the broker `env`
+    names, with exactly the settings a studio process started with `env` would have."""
+    from studio.celery import app
+
+    loaded = celery_settings(env)
+    keys = ("broker_url", "broker_transport_options", "broker_connection_timeout",
+            "task_publish_retry_policy")  # fmt: skip
+    saved = {key: app.conf[key] for key in keys}
+
+    def reset_pools() -> None:
+        # Dropped, not closed: kombu keeps the producer pool of each broker in a global
+        # registry, and the studio's own broker's must still work afterwards.
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    for key in keys:
+        app.conf[key] = loaded[f"CELERY_{key.upper()}"]
+    reset_pools()
+    try:
+        yield
+    finally:
+        reset_pools()
+        app.conf.update(saved)
+
+
+def pool_children(pid: int) -> list[int]:
+    """The prefork pool processes of a worker's main process."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except FileNotFoundError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+class ChaosNode(Workers):
+    """Both workers and beat, as docker-compose runs them, for the fault tests."""
+
+    def start(
+        self, names: tuple[str, ...] = ("worker-provider", "worker-images", "beat")
+    ) -> ChaosNode:
+        from studio.processes import beat_command
+
+        workers = tuple(name for name in names if name != "beat")
+        if workers:
+            super().start(workers)
+        if "beat" in names:
+            command = beat_command(sys.executable, loglevel="INFO")
+            command[-1] = str(self.logdir / "celerybeat-schedule")
+            log = self.logdir / f"beat-{time.monotonic_ns()}.log"
+            self.logs["beat"] = log
+            self.procs["beat"] = subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=log.open("w"),
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+            wait_for(lambda: "Sending due task" in log.read_text(errors="replace"), timeout=30)
+        return self
+
+
+def chaos_env(server: OfflineProvider, redis_url: str, **overrides: str) -> dict[str, str]:
+    """Short timeouts so that a lost lease, a retry and a sweep take seconds, not minutes;
+    the same relations between them as in production (tests/test_settings.py)."""
+    return worker_env(
+        server,
+        CELERY_BROKER_URL=redis_url,
+        AIMLAPI_READ_TIMEOUT="5",
+        AIMLAPI_TOTAL_TIMEOUT="6",
+        MIRROR_TIMEOUT="6",
+        GENERATION_LEASE_SECONDS="8",
+        GENERATION_QUEUE_GRACE_SECONDS="2",
+        GENERATION_SWEEP_INTERVAL="1",
+        CELERY_VISIBILITY_TIMEOUT="20",
+        CELERY_TASK_SOFT_TIME_LIMIT="10",
+        CELERY_TASK_TIME_LIMIT="12",
+        WORKER_PROVIDER_CONCURRENCY="4",
+        **overrides,
+    )
+
+
+class SlowCdn:
+    """A reverse proxy in front of the offline provider. The provider names its image
+    URLs after the Host it was called on, so calling it through here routes the
+    mirror's downloads here too, where they can be held for `delay` seconds."""
+
+    def __init__(self, upstream: OfflineProvider) -> None:
+        self.upstream = upstream.base_url.split("/v1")[0]
+        self.delay = 0.0
+        self.downloads = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def forward(self) -> None:
+                import requests
+
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.startswith("/files/"):
+                    proxy.downloads += 1
+                    time.sleep(proxy.delay)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "content-length"}
+                answer = requests.request(
+                    self.command, proxy.upstream + self.path, headers=headers, data=body,
+                    timeout=60, stream=True,
+                )  # fmt: skip
+                content = answer.raw.read()
+                self.send_response(answer.status_code)
+                for name in ("Content-Type", "Retry-After"):
+                    if name in answer.headers:
+                        self.send_header(name, answer.headers[name])
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = forward
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def slow_cdn(provider: OfflineProvider) -> Iterator[SlowCdn]:
+    proxy = SlowCdn(provider)
+    yield proxy
+    proxy.stop()
