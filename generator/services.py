@@ -243,6 +243,38 @@ def generation_create(
     return generation
 
 
+def generation_visibility_set(
+    *, generations: list[Generation], visibility: str, by: AbstractBaseUser
+) -> int:
+    """Make `generations` private or shared; only their owner or a moderator may.
+
+    Returns how many changed. Each change is in the audit log.
+    """
+    from generator.roles import can_moderate
+
+    if visibility not in Generation.Visibility.values:
+        raise ValueError(f"unknown visibility {visibility!r}")
+    changed = 0
+    for generation in generations:
+        if generation.owner_id != by.pk and not can_moderate(by):
+            raise PermissionError("Only the owner or a moderator can change who sees this")
+        if generation.visibility == visibility:
+            continue
+        old = generation.visibility
+        generation.visibility = visibility
+        generation.save(update_fields=["visibility"])
+        audit_record(
+            actor=by,
+            action="visibility.change",
+            target=generation,
+            target_label=generation.prompt[:80],
+            old=old,
+            new=visibility,
+        )
+        changed += 1
+    return changed
+
+
 def generation_retry(*, generation: Generation) -> Generation:
     """A new generation with the same parameters and starting image as `generation`."""
     spec = get_model(generation.model)

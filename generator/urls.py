@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.studio, name="studio"),
     path("generations/<uuid:uuid>/", views.generation_detail, name="detail"),
     path("generations/<uuid:uuid>/retry", views.generation_retry, name="retry"),
+    path("generations/<uuid:uuid>/visibility", views.generation_visibility, name="visibility"),
     path("media/<path:name>", views.media, name="media"),
     path("models/", views.models_page, name="models"),
     path("models/<path:model_id>/enabled", views.model_enable, name="model-enable"),

@@ -20,6 +20,8 @@ from django.http import (
     JsonResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -227,6 +229,31 @@ def media(request: HttpRequest, name: str) -> HttpResponse:
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["Cache-Control"] = "private, max-age=31536000, immutable"
+    return response
+
+
+@require_POST
+@login_required
+def generation_visibility(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """Owner or moderator: make a generation private or shared, then go back."""
+    generation = _get_generation_for_user(request, uuid)
+    try:
+        services.generation_visibility_set(
+            generations=[generation], visibility=request.POST.get("visibility", ""), by=request.user
+        )
+    except PermissionError as exc:
+        raise PermissionDenied(str(exc)) from None
+    except ValueError:
+        return HttpResponse("Choose private or shared.", status=400, content_type="text/plain")
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        target = reverse("generator:detail", args=[generation.uuid])
+    return _see_other_url(target)
+
+
+def _see_other_url(url: str) -> HttpResponse:
+    response = redirect(url)
+    response.status_code = 303
     return response
 
 
