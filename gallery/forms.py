@@ -124,6 +124,8 @@ class BulkForm(forms.Form):
         ("uncollect", "Remove from collection"),
         ("delete", "Delete"),
         ("zip", "Download ZIP"),
+        ("share", "Share with the team"),
+        ("private", "Make private"),
     ]
     # Large enough for a few pages of the grid, small enough to build a ZIP in a request.
     MAX_IMAGES = 500

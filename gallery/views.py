@@ -21,6 +21,8 @@ from gallery.downloads import download_name, image_download_bytes, images_zip
 from gallery.forms import BulkForm, CollectionForm, FilterForm, PreferencesForm
 from gallery.models import Collection
 from generator.models import Image
+from generator.roles import can_moderate
+from generator.services import generation_visibility_set
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -188,6 +190,23 @@ def bulk(request: HttpRequest) -> HttpResponse:
         collection = form.cleaned_data["collection_obj"]
         count = services.collection_remove(collection=collection, images=images)
         messages.success(request, f"Removed {count} from {collection.name}.")
+    elif action in ("share", "private"):
+        # Visibility belongs to the generation: every image of it follows. Others'
+        # generations are skipped unless the viewer moderates.
+        generations = {image.generation_id: image.generation for image in images}
+        allowed = [
+            g
+            for g in generations.values()
+            if g.owner_id == request.user.pk or can_moderate(request.user)
+        ]
+        count = generation_visibility_set(
+            generations=allowed,
+            visibility="shared" if action == "share" else "private",
+            by=request.user,
+        )
+        messages.success(
+            request, f"Changed who sees {count} generation{'s' if count != 1 else ''}."
+        )
     elif action == "delete":
         count = services.image_delete_many(user=request.user, images=images)
         skipped = len(images) - count

@@ -37,7 +37,7 @@ def test_the_studio_works_without_javascript(browser_as, owner, provider, worker
     assert "A red bicycle" in page.content()
 
 
-def test_image_to_image_from_a_studio_image_links_back(browser_as, owner, provider, workers):
+def test_image_to_image_from_a_gallery_image_links_back(browser_as, owner, provider, workers):
     page = browser_as(owner)
     page.goto("/")
     page.fill("textarea[name=prompt]", "A red door in a white wall")
@@ -46,8 +46,11 @@ def test_image_to_image_from_a_studio_image_links_back(browser_as, owner, provid
     page.locator("#generation-list .badge-succeeded").first.wait_for(timeout=40_000)
     source = Generation.objects.get()
 
-    page.goto(f"/generations/{source.uuid}/")
-    page.click("a.use-as-source")
+    # From the shared gallery: the image's page offers it as a starting image.
+    image = source.images.get()
+    page.goto("/gallery/")
+    page.click(f"a[href='/images/{image.uuid}/']")
+    page.click("#use-as-source")
     page.locator("#source-preview img").wait_for()
     assert page.locator("select[name=model]").input_value() == "flux/dev/image-to-image"
     assert page.locator("input[name=guidance_scale]").count() == 1
@@ -62,8 +65,11 @@ def test_image_to_image_from_a_studio_image_links_back(browser_as, owner, provid
 
     page.goto(f"/generations/{result.uuid}/")
     link = page.locator(".source-link a")
-    assert link.get_attribute("href").startswith(f"/generations/{source.uuid}/")
+    assert link.get_attribute("href") == f"/images/{image.uuid}/"
     assert page.locator(".images img").first.evaluate("img => img.naturalWidth") == 512
+    page.goto(f"/images/{result.images.get().uuid}/")
+    page.click("#image-source a")
+    assert page.url.endswith(f"/images/{image.uuid}/")
     assert page.js_errors == []
 
 

@@ -80,7 +80,10 @@ def test_a_studio_image_is_sent_inline_and_the_result_links_back(client, owner, 
 
     result_page = client.get(reverse("generator:detail", args=[generation.uuid])).content.decode()
     assert "Started from" in result_page
-    assert reverse("generator:detail", args=[source.generation.uuid]) in result_page
+    assert reverse("gallery:image", args=[source.uuid]) in result_page
+    image_page = client.get(reverse("gallery:image", args=[result.uuid])).content.decode()
+    assert 'id="image-source"' in image_page
+    assert reverse("gallery:image", args=[source.uuid]) in image_page
     source_page = client.get(
         reverse("generator:detail", args=[source.generation.uuid])
     ).content.decode()
