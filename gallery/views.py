@@ -59,6 +59,15 @@ def _filter_form(request: HttpRequest) -> FilterForm:
     return FilterForm(request.GET, authors=authors, collections=collections)
 
 
+def _filters_key(request: HttpRequest, form: FilterForm) -> str:
+    """Everything the rendered filter form shows: the raw values (an invalid one is
+    shown as typed) and every choice list (authors, the viewer's collections, models).
+    index.html caches the form's HTML under it, so the same filters render once."""
+    values = [(name, request.GET.getlist(name)) for name in form.fields]
+    choices = [getattr(field, "choices", None) for field in form.fields.values()]
+    return repr((values, choices))
+
+
 def _get_image(request: HttpRequest, uuid: UUID) -> Image:
     """The image if the viewer may see it; 404 otherwise, so existence never leaks."""
     image = selectors.image_for_viewer(viewer=request.user, uuid=uuid)
@@ -71,9 +80,13 @@ def _card_urls() -> dict[str, str]:
     """URL prefixes for the grid's cards. Reversing per card (twice for each of 48) cost
     more server time than the page's SQL; the media names and UUIDs need no quoting."""
     sample = "00000000-0000-0000-0000-000000000000"
+    star_before, _, star_after = reverse("gallery:star", args=[sample]).partition(sample)
     return {
         "image": reverse("gallery:image", args=[sample]).removesuffix(f"{sample}/"),
         "media": reverse("generator:media", args=["x"]).removesuffix("x"),
+        # The star button (index.html#star-button) is rendered by three views.
+        "star_before": star_before,
+        "star_after": star_after,
     }
 
 
@@ -94,6 +107,7 @@ def gallery(request: HtmxHttpRequest) -> HttpResponse:
     context: dict[str, Any] = {
         "urls": _card_urls(),
         "form": form,
+        "filters_key": _filters_key(request, form),
         "filters": filters,
         "page": page,
         "filter_query": form.querystring(),
@@ -130,6 +144,7 @@ def image_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
         "blurred": image.nsfw and preferences.nsfw != "show" and not request.GET.get("reveal"),
         "image_to_image_model": IMAGE_TO_IMAGE_MODEL,
         "params": sorted(generation.params.items()),
+        "urls": _card_urls(),
     }
     return render(request, "gallery/image.html", context)
 
@@ -158,7 +173,9 @@ def image_star(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     services.favourite_set(user=request.user, images=[image], starred=starred)
     if request.htmx:
         return render(
-            request, "gallery/index.html#star-button", {"image": image, "starred": starred}
+            request,
+            "gallery/index.html#star-button",
+            {"image": image, "starred": starred, "urls": _card_urls()},
         )
     return _see_other(_safe_next(request, reverse("gallery:image", args=[image.uuid])))
 
