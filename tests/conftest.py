@@ -285,12 +285,17 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def browser_as(browser: Any, live_server: Any, client: Any) -> Iterator[Callable[..., Any]]:
+def browser_as(browser: Any, live_server: Any) -> Iterator[Callable[..., Any]]:
     """`browser_as(user, javascript=True)` opens a page signed in as `user` on the live
     server; the session cookie comes from Django's test client."""
     contexts: list[Any] = []
 
     def open_page(user: Any, *, javascript: bool = True) -> Any:
+        # A client of its own per page: logging a second user in on a shared client
+        # would end the first one's session.
+        from django.test import Client
+
+        client = Client()
         client.force_login(user)
         context = browser.new_context(
             base_url=live_server.url, java_script_enabled=javascript, accept_downloads=True
