@@ -40,6 +40,7 @@ migrations-check: install
 clean:
 	rm -rf $(VENV) var
 
+# The HTTP load benchmark needs wrk (Debian's package); installed here only if missing.
 bench: install
-	$(PY) bench/api_concurrency.py
-	$(PY) bench/gallery.py
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(PY) bench/run.py

@@ -24,12 +24,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import drop_database, emit, figure, fresh_database, with_database  # noqa: E402
 
 
 def free_port() -> int:
@@ -72,36 +73,11 @@ def sqlite_handles(pid: int, db_file: str) -> int:
 def pg_connections(database_url: str, application: str) -> int:
     import psycopg
 
-    with psycopg.connect(_admin_url(database_url), autocommit=True) as conn:
+    with psycopg.connect(with_database(database_url, "postgres"), autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (application,)
         ).fetchone()
     return int(row[0])
-
-
-def _with_database(database_url: str, name: str) -> str:
-    return urlunsplit(urlsplit(database_url)._replace(path=f"/{name}", query=""))
-
-
-def _admin_url(database_url: str) -> str:
-    return _with_database(database_url, "postgres")
-
-
-def fresh_database(database_url: str) -> str:
-    import psycopg
-
-    name = "studio_bench"
-    with psycopg.connect(_admin_url(database_url), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    return _with_database(database_url, name)
-
-
-def drop_database(database_url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(_admin_url(database_url), autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS studio_bench WITH (FORCE)")
 
 
 def main() -> None:
@@ -126,7 +102,7 @@ def main() -> None:
     database_url = env.get("DATABASE_URL", "")
     if database_url:
         # A fresh database of its own, dropped afterwards.
-        database_url = fresh_database(database_url)
+        database_url = fresh_database(database_url, "api")
         env["DATABASE_URL"] = database_url + "?application_name=studio-bench-web"
     procs: list[subprocess.Popen] = []
     log = (data_dir / "bench.log").open("w")
@@ -235,6 +211,13 @@ def main() -> None:
             "web_db_connections_median": statistics.median(samples_db),
         }
         print(json.dumps(report, indent=2))
+        emit(
+            [
+                figure("api_50_waiting_calls_succeeded", report["succeeded"], "calls", args.calls),
+                figure("api_50_waiting_calls_wall_s", wall, "s", args.latency),
+                figure("api_web_rss_peak_mib", report["web_rss_peak_mib"], "MiB", idle_rss),
+            ]
+        )
     finally:
         stop(procs)
         if database_url:
