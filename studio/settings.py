@@ -257,6 +257,35 @@ STORAGES = {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage",
     },
 }
+# MEDIA_STORAGE=s3 keeps media in an S3-compatible bucket (MinIO in docker-compose.yml)
+# so workers on many hosts share it; the media view then answers, after the same
+# permission check, with a redirect to a signed URL that expires in S3_URL_TTL seconds.
+MEDIA_STORAGE = envstr("MEDIA_STORAGE", "filesystem")
+if MEDIA_STORAGE not in ("filesystem", "s3"):
+    raise ImproperlyConfigured(f"MEDIA_STORAGE={MEDIA_STORAGE!r} is not filesystem or s3")
+# The address browsers reach the bucket at, when it is not S3_ENDPOINT_URL (inside
+# compose the services use http://minio:9000); signed URLs name this one.
+S3_PUBLIC_ENDPOINT_URL = envstr("S3_PUBLIC_ENDPOINT_URL").rstrip("/")
+if MEDIA_STORAGE == "s3":
+    if not envstr("S3_BUCKET"):
+        raise ImproperlyConfigured("MEDIA_STORAGE=s3 needs S3_BUCKET")
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": envstr("S3_BUCKET"),
+            "endpoint_url": envstr("S3_ENDPOINT_URL") or None,
+            "region_name": envstr("S3_REGION") or None,
+            "access_key": envsecret("S3_ACCESS_KEY_ID") or None,
+            "secret_key": envsecret("S3_SECRET_ACCESS_KEY") or None,
+            "addressing_style": envstr("S3_ADDRESSING_STYLE", "path"),
+            "signature_version": "s3v4",
+            "querystring_auth": True,
+            "querystring_expire": envint("S3_URL_TTL", 300, minimum=10),
+            "default_acl": None,
+            # Retries overwrite their own files (names come from the generation's UUID).
+            "file_overwrite": True,
+        },
+    }
 # Set to the internal location nginx maps to MEDIA_ROOT (e.g. "/protected-media/") to
 # hand media bodies to the proxy with X-Accel-Redirect; empty serves them from Django.
 MEDIA_ACCEL_REDIRECT_PREFIX = envstr("MEDIA_ACCEL_REDIRECT_PREFIX")
@@ -276,7 +305,13 @@ SECURE_CSP = {
     "default-src": [CSP.SELF],
     "script-src": [CSP.SELF, CSP.NONCE],
     "style-src": [CSP.SELF],
-    "img-src": [CSP.SELF, "data:"],
+    # Media on S3 is a redirect to the bucket: the browser loads it from there.
+    "img-src": [CSP.SELF, "data:"]
+    + (
+        [S3_PUBLIC_ENDPOINT_URL or envstr("S3_ENDPOINT_URL")]
+        if MEDIA_STORAGE == "s3" and (S3_PUBLIC_ENDPOINT_URL or envstr("S3_ENDPOINT_URL"))
+        else []
+    ),
     "object-src": [CSP.NONE],
     "base-uri": [CSP.NONE],
     "frame-ancestors": [CSP.NONE],
@@ -406,7 +441,9 @@ else:
         "socket_timeout": 2,
         # A timed-out LPUSH may have landed: replaying it would send a message twice.
         "retry_on_timeout": False,
-        "health_check_interval": 25,
+        # A consumer whose BRPOP never comes back (a frozen or paused Redis) is dropped
+        # and reconnected after about 1 + 2 x this many seconds (kombu's redis docs).
+        "health_check_interval": 10,
         # Fair scheduling (services.fair_priority): each queue is one Redis list per
         # step and workers pop step 0 first, so a big batch's later generations
         # (steps 3-9) wait behind everyone's first ones.

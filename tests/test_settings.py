@@ -179,6 +179,46 @@ def test_docker_compose_runs_the_same_stack_with_the_same_names():
     assert services["beat"]["command"][:4] == ["celery", "-A", "studio", "beat"]
 
 
+STUDIO_SERVICES = ("web", "worker-provider", "worker-images", "beat")
+
+
+def test_the_compose_stack_is_healthy_scalable_and_on_s3():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"minio", "minio-bucket"} <= set(services)
+    for name, service in services.items():
+        # Every service says when it is healthy; `depends_on` waits on that.
+        assert "test" in service.get("healthcheck", {}), name
+        # --scale needs services without fixed container names.
+        assert "container_name" not in service, name
+        for dependency, condition in (service.get("depends_on") or {}).items():
+            assert dependency in services, (name, dependency)
+            assert condition["condition"] in (
+                "service_healthy",
+                "service_completed_successfully",
+            ), (name, dependency)
+    for name in ("worker-provider", "worker-images"):
+        # Scaled replicas would fight over a published port; each names its node by host.
+        assert "ports" not in services[name], name
+        assert any(arg.endswith("@%h") for arg in services[name]["command"]), name
+    declared = set(compose.get("volumes", {}))
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            assert volume.split(":")[0] in declared, (name, volume)
+    env = services["web"]["environment"]
+    assert env["MEDIA_STORAGE"] == "s3"
+    assert env["S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert "minio-bucket" in services["web"]["depends_on"]
+
+
+def test_every_env_name_compose_gives_the_studio_is_read_by_the_settings():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    read = env_names_read_by_settings()
+    for name in STUDIO_SERVICES:
+        given = set(compose["services"][name]["environment"])
+        assert given <= read, (name, given - read)
+
+
 def test_ci_uses_the_real_servers_and_make_test():
     script = (ROOT / ".ci" / "run").read_text()
     assert "postgres://postgres@127.0.0.1:5432/" in script
