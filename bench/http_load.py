@@ -38,9 +38,16 @@ def wrk(url: str, cookie: str, clients: int, seconds: int) -> dict:
     ).stdout  # fmt: skip
 
     def ms(text: str) -> float:
-        value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+        # wrk writes 850.00us, 12.34ms, 2.07s or 1.02m; nothing it can parse when no
+        # request finished (a cold warm-up), which counts as unknown.
+        match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+        if not match:
+            return float("nan")
+        value, unit = match.groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
+    if "50%" not in out:
+        return {"rps": 0.0, "p50": float("nan"), "p99": float("nan"), "requests": 0, "errors": 0}
     requests_total = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
