@@ -384,8 +384,16 @@ class RedisServer:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGCONT)
 
+    def queue_keys(self, queue: str) -> list[bytes]:
+        # One list per priority step: "<queue>" and "<queue>\x06\x16<priority>".
+        client = self.client()
+        return [
+            key for key in client.scan_iter(f"studio-test:{queue}*") if client.type(key) == b"list"
+        ]
+
     def queued(self, queue: str) -> int:
-        return int(self.client().llen(f"studio-test:{queue}"))
+        client = self.client()
+        return sum(int(client.llen(key)) for key in self.queue_keys(queue))
 
     def unacked(self) -> int:
         return int(self.client().hlen("studio-test:unacked"))
@@ -476,21 +484,20 @@ class ChaosNode(Workers):
 def chaos_env(server: OfflineProvider, redis_url: str, **overrides: str) -> dict[str, str]:
     """Short timeouts so that a lost lease, a retry and a sweep take seconds, not minutes;
     the same relations between them as in production (tests/test_settings.py)."""
-    return worker_env(
-        server,
-        CELERY_BROKER_URL=redis_url,
-        AIMLAPI_READ_TIMEOUT="5",
-        AIMLAPI_TOTAL_TIMEOUT="6",
-        MIRROR_TIMEOUT="6",
-        GENERATION_LEASE_SECONDS="8",
-        GENERATION_QUEUE_GRACE_SECONDS="2",
-        GENERATION_SWEEP_INTERVAL="1",
-        CELERY_VISIBILITY_TIMEOUT="20",
-        CELERY_TASK_SOFT_TIME_LIMIT="10",
-        CELERY_TASK_TIME_LIMIT="12",
-        WORKER_PROVIDER_CONCURRENCY="4",
-        **overrides,
-    )
+    short = {
+        "CELERY_BROKER_URL": redis_url,
+        "AIMLAPI_READ_TIMEOUT": "5",
+        "AIMLAPI_TOTAL_TIMEOUT": "6",
+        "MIRROR_TIMEOUT": "6",
+        "GENERATION_LEASE_SECONDS": "8",
+        "GENERATION_QUEUE_GRACE_SECONDS": "2",
+        "GENERATION_SWEEP_INTERVAL": "1",
+        "CELERY_VISIBILITY_TIMEOUT": "20",
+        "CELERY_TASK_SOFT_TIME_LIMIT": "10",
+        "CELERY_TASK_TIME_LIMIT": "12",
+        "WORKER_PROVIDER_CONCURRENCY": "4",
+    }
+    return worker_env(server, **{**short, **overrides})
 
 
 class SlowCdn:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,9 @@ def node_env(provider, slow_cdn, private_redis) -> dict[str, str]:
 
 
 @pytest.fixture
-def node(node_env, tmp_path) -> Iterator[ChaosNode]:
+def node(node_env, tmp_path, settings) -> Iterator[ChaosNode]:
+    # This process plays the web: it dates its generations as the studio's would.
+    settings.GENERATION_QUEUE_GRACE_SECONDS = int(node_env["GENERATION_QUEUE_GRACE_SECONDS"])
     group = ChaosNode(node_env, tmp_path)
     with studio_broker(node_env):
         yield group
@@ -220,3 +223,43 @@ def test_a_generation_that_kills_its_worker_every_time_fails_at_the_cap(
     assert generation.status == "failed" and "Could not copy" in generation.error
     assert generation.mirror_attempts == 3 and slow_cdn.downloads == 2
     assert provider_calls(provider, generation) == 1
+
+
+def test_a_call_outliving_the_visibility_timeout_is_redelivered_but_not_repeated(
+    owner, provider, private_redis, tmp_path, settings
+):
+    # Misconfigured on purpose: Redis hands the running call's message out again after
+    # 3 s. Only the claim on the row keeps the provider from being called twice.
+    env = chaos_env(
+        provider,
+        private_redis.url,
+        CELERY_VISIBILITY_TIMEOUT="3",
+        AIMLAPI_READ_TIMEOUT="12",
+        AIMLAPI_TOTAL_TIMEOUT="14",
+        GENERATION_LEASE_SECONDS="16",
+    )
+    settings.GENERATION_QUEUE_GRACE_SECONDS = int(env["GENERATION_QUEUE_GRACE_SECONDS"])
+    first, second = ChaosNode(env, tmp_path), ChaosNode(env, tmp_path)
+    with studio_broker(env):
+        try:
+            first.start(("worker-provider", "worker-images"))
+            provider.latency = 9.0
+            generation = submit(owner, "visibility", num_images=1)
+            wait_for(lambda: provider.in_flight >= 1, timeout=30, interval=0.05)
+            # A worker starting restores every unacked message older than the timeout.
+            wait_for(lambda: private_redis.unacked() >= 1, timeout=10)
+            time.sleep(3.5)  # only to age the message past the timeout; asserted below
+            second.start(("worker-provider",))
+            received = lambda: sum(  # noqa: E731
+                group.log("worker-provider").count("generation_call[") for group in (first, second)
+            )
+            wait_for(lambda: received() >= 2, timeout=20)
+            settle([generation], timeout=40)
+        finally:
+            provider.latency = 0.0
+            second.stop()
+            first.stop()
+
+    assert_nothing_lost_or_duplicated([generation], provider)
+    assert generation.status == "succeeded"
+    assert provider_calls(provider, generation) == 1 and generation.attempts == 1
