@@ -56,7 +56,8 @@ def test_image_to_image_from_a_gallery_image_links_back(browser_as, owner, provi
     assert page.locator("input[name=guidance_scale]").count() == 1
     page.fill("textarea[name=prompt]", "The same door, painted blue")
     page.click("button[type=submit].primary")
-    page.wait_for_function("document.querySelectorAll('#generation-list li.card').length === 2")
+    # The new card arrives first in the list (a locator wait: the CSP forbids eval).
+    page.locator("#generation-list li.card").nth(1).wait_for()
     page.locator("#generation-list li.card").first.locator(".badge-succeeded").wait_for(
         timeout=40_000
     )
