@@ -242,8 +242,10 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = DATA_DIR / "static"
-STATIC_ROOT.mkdir(exist_ok=True)
+# collectstatic's output; images set it outside DATA_DIR so the files built into the image
+# are not hidden by the data volume mounted at runtime.
+STATIC_ROOT = Path(envstr("STATIC_ROOT") or DATA_DIR / "static")
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
 # Mirrored files are written under names derived from the generation's UUID, so a
