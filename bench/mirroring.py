@@ -51,7 +51,7 @@ def main() -> None:
     from PIL import Image
 
     from generator import client
-    from generator.imaging import THUMBNAIL_SIZE, _fitted, check_image
+    from generator.imaging import THUMBNAIL_SIZE, THUMBNAIL_WEBP, _fitted, check_image
     from generator.offline_provider import render_image
 
     data = render_image(
@@ -91,13 +91,13 @@ def main() -> None:
             with Image.open(io.BytesIO(data)) as img:
                 img.draft(img.mode, _fitted(img.size, THUMBNAIL_SIZE))
                 img.thumbnail(THUMBNAIL_SIZE)
-                img.save(io.BytesIO(), "WEBP", quality=80, method=4)
+                img.save(io.BytesIO(), "WEBP", **THUMBNAIL_WEBP)
 
         def full_decode(_: int) -> None:
             with Image.open(io.BytesIO(data)) as img:
                 img.load()
                 img.thumbnail(THUMBNAIL_SIZE)
-                img.save(io.BytesIO(), "WEBP", quality=80, method=4)
+                img.save(io.BytesIO(), "WEBP", **THUMBNAIL_WEBP)
 
         cases = {"mirror": mirror, "floor": floor, "full_decode": full_decode}
         times: dict[str, list[float]] = {name: [] for name in cases}
