@@ -584,7 +584,13 @@ def generation_mirror(*, generation_id: int, policy: RetryPolicy | None = None) 
     if generation is None:
         return
     if generation.mirror_attempts > policy.max_attempts:
-        _fail(generation, "Could not copy the images: " + (generation.error or "no reason given"))
+        # As in generation_call: the copies before were cut off (a worker killed while
+        # decoding, say), so say so rather than leave the user with no reason.
+        _fail(
+            generation,
+            f"Could not copy the images: stopped after {policy.max_attempts} attempts "
+            "that did not finish. " + (generation.error or ""),
+        )
         return
 
     done = set(generation.images.values_list("index", flat=True))

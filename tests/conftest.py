@@ -339,6 +339,7 @@ class RedisServer:
         self.folder = folder
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
+        self.paused_until = 0.0
 
     @property
     def url(self) -> str:
@@ -366,7 +367,22 @@ class RedisServer:
     def client(self, timeout: float = 5) -> Any:
         import redis
 
-        return redis.Redis(port=self.port, socket_timeout=timeout, socket_connect_timeout=timeout)
+        return redis.Redis(
+            port=self.port,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            single_connection_client=True,
+        )
+
+    def pause(self, milliseconds: int) -> None:
+        self.client().execute_command("CLIENT", "PAUSE", milliseconds, "ALL")
+        self.paused_until = time.monotonic() + milliseconds / 1000
+
+    def wait_unpaused(self) -> None:
+        # No UNPAUSE: a paused server answers nothing, not even a new connection's
+        # handshake, so the pause is simply sized to outlast what the test does.
+        assert time.monotonic() < self.paused_until, "the pause ended before the test did"
+        wait_for(self.ping, timeout=self.paused_until - time.monotonic() + 10)
 
     def stop(self) -> None:
         """A clean shutdown: the append-only file keeps every queued message."""
@@ -440,10 +456,17 @@ def studio_broker(env: dict[str, str]) -> Iterator[None]:
 
     for key in keys:
         app.conf[key] = loaded[f"CELERY_{key.upper()}"]
+    # Celery reads this variable before its own setting.
+    saved_env = os.environ.get("CELERY_BROKER_URL")
+    os.environ["CELERY_BROKER_URL"] = loaded["CELERY_BROKER_URL"]
     reset_pools()
     try:
         yield
     finally:
+        if saved_env is None:
+            del os.environ["CELERY_BROKER_URL"]
+        else:
+            os.environ["CELERY_BROKER_URL"] = saved_env
         reset_pools()
         app.conf.update(saved)
 
@@ -454,7 +477,16 @@ def pool_children(pid: int) -> list[int]:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     except FileNotFoundError:
         return []
-    return [int(child) for child in text.split()]
+    alive = []
+    for child in text.split():
+        try:
+            stat = Path(f"/proc/{child}/stat").read_text()
+        except FileNotFoundError:
+            continue
+        # A killed child stays listed as a zombie until the worker reaps it.
+        if stat.rsplit(")", 1)[1].split()[0] != "Z":
+            alive.append(int(child))
+    return alive
 
 
 class ChaosNode(Workers):

@@ -213,14 +213,15 @@ def test_a_generation_that_kills_its_worker_every_time_fails_at_the_cap(
             slow_cdn.delay = 60.0  # every copy hangs until its worker dies
             generation = submit(owner, "poison", num_images=1)
             for kills in range(1, 3):
-                wait_for(lambda kills=kills: slow_cdn.downloads >= kills, timeout=30)
+                wait_for(lambda kills=kills: slow_cdn.downloads >= kills, timeout=45)
                 kill_pool_child(node)
             settle([generation], timeout=40)
         finally:
             node.stop()
 
     assert_nothing_lost_or_duplicated([generation], provider)
-    assert generation.status == "failed" and "Could not copy" in generation.error
+    assert generation.status == "failed"
+    assert "Could not copy the images: stopped after 2 attempts" in generation.error
     assert generation.mirror_attempts == 3 and slow_cdn.downloads == 2
     assert provider_calls(provider, generation) == 1
 
