@@ -137,3 +137,26 @@ def test_production_settings_bound_a_publish_to_a_frozen_redis(tmp_path):
     assert (1 + 2 * retries) * options["socket_timeout"] < ANSWER_WITHIN
     # A consumer stuck on a frozen connection is replaced within about a minute.
     assert options["health_check_interval"] <= 25
+
+
+def test_an_ack_that_times_out_frees_the_workers_prefetch_slot(private_redis):
+    from kombu import Connection
+
+    import studio.celery  # noqa: F401  (the fix is installed where the app is made)
+
+    with Connection(private_redis.url, transport_options={"socket_timeout": 1}) as conn:
+        queue = conn.SimpleQueue("slot")
+        queue.put({"generation": 1})
+        channel = queue.consumer.channel
+        channel.basic_qos(0, 1, False)  # a prefetch of one, as the workers run
+        message = queue.get(timeout=5)
+        assert not channel.qos.can_consume()
+        private_redis.freeze()
+        try:
+            with pytest.raises(Exception, match="[Tt]imeout"):
+                message.ack()
+        finally:
+            private_redis.thaw()
+        # Without the fix the slot stays taken and the worker never consumes again.
+        assert channel.qos.can_consume()
+        queue.close()
