@@ -266,9 +266,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium driven by Playwright (the system Chromium; .ci/run installs it)."""
+    """Headless Chromium driven by Playwright (the system Chromium; .ci/run installs it).
+
+    Per module, not per session: while Playwright's sync API runs, this thread has an
+    event loop, and Django's test client cannot call async views (the API) from it.
+    """
     if not Path(CHROMIUM).exists():
         pytest.fail(
             f"Chromium not found at {CHROMIUM}; install it (see .ci/run) or set CHROMIUM_PATH"
