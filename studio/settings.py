@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -177,6 +178,7 @@ INSTALLED_APPS = [
     # Full-text search and its GIN index for the gallery (harmless on SQLite).
     "django.contrib.postgres",
     "django_htmx",
+    "axes",
     "generator",
     "gallery",
 ]
@@ -193,6 +195,8 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "generator.middleware.member_status",
+    # Last, as django-axes' installation guide asks: it turns a lockout into a response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "studio.urls"
@@ -231,7 +235,17 @@ SIGNUP_MODE = envstr("SIGNUP_MODE", "approval")
 if SIGNUP_MODE not in ("approval", "open", "invite"):
     raise ImproperlyConfigured(f"SIGNUP_MODE={SIGNUP_MODE!r} is not approval, open or invite")
 INVITATION_DAYS = envint("INVITATION_DAYS", 7, minimum=1)
-AUTHENTICATION_BACKENDS = ["generator.auth.StudioBackend"]
+# django-axes' backend goes first so a locked-out login is refused before the password
+# is checked (and a right password cannot be used to probe during the cool-off).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "generator.auth.StudioBackend"]
+# Login throttling: this many failed logins lock out the username *from that address*
+# for the cool-off. Keyed on the pair, so one person guessing from a shared office IP
+# (or the TLS proxy's address) cannot lock their colleagues out, and a username
+# attacked from elsewhere still signs in from its usual place.
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
 LOGIN_REDIRECT_URL = "generator:studio"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -300,8 +314,27 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-if envbool("BEHIND_TLS_PROXY", False):
+BEHIND_TLS_PROXY = envbool("BEHIND_TLS_PROXY", False)
+if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Only behind TLS: `make run` serves plain http on localhost, where a redirect to https
+# or an HSTS header would lock the browser out of the studio.
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", BEHIND_TLS_PROXY)
+# The container health check calls /healthz over plain http from inside.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# 30 days by default: long enough for check --deploy and real protection, short enough
+# to undo a mistake; no includeSubDomains or preload, which would bind other hosts.
+SECURE_HSTS_SECONDS = envint(
+    "SECURE_HSTS_SECONDS", 30 * 24 * 3600 if BEHIND_TLS_PROXY else 0, minimum=0
+)
+# The studio usually runs on one host of a company's domain: HSTS for every subdomain,
+# or a preload entry, is the domain owner's decision, so both are opt-in and their
+# deploy-check warnings are silenced only while they are off.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = (["security.W005"] if not SECURE_HSTS_INCLUDE_SUBDOMAINS else []) + (
+    ["security.W021"] if not SECURE_HSTS_PRELOAD else []
+)
 
 SECURE_CSP = {
     "default-src": [CSP.SELF],
