@@ -641,31 +641,27 @@ def _store_image(generation: Generation, entry: dict[str, Any], checked: Any) ->
     base = f"generations/{generation.uuid}/{entry['index']}"
     original = default_storage.save(f"{base}.{checked.extension}", ContentFile(checked.content))
     thumbnail = default_storage.save(f"{base}_thumb.webp", ContentFile(checked.thumbnail))
+    flagged = bool(entry.get("nsfw"))
+    fields = {
+        "file": original,
+        "thumbnail": thumbnail,
+        "width": checked.width,
+        "height": checked.height,
+        "format": checked.format,
+        "bytes": len(checked.content),
+        "sha256": checked.sha256,
+        "nsfw": flagged,
+    }
     image, _ = Image.objects.update_or_create(
         generation=generation,
         index=entry["index"],
-        defaults={
-            "file": original,
-            "thumbnail": thumbnail,
-            "width": checked.width,
-            "height": checked.height,
-            "format": checked.format,
-            "bytes": len(checked.content),
-            "sha256": checked.sha256,
-            "nsfw": entry.get("nsfw", False),
-        },
+        defaults=fields,
         # Held for review: the team sees a flagged image only after a moderator approves.
+        # Set on creation only, so a re-run never undoes a moderator's decision.
         create_defaults={
-            "file": original,
-            "thumbnail": thumbnail,
-            "width": checked.width,
-            "height": checked.height,
-            "format": checked.format,
-            "bytes": len(checked.content),
-            "sha256": checked.sha256,
-            "nsfw": entry.get("nsfw", False),
-            "review": Image.Review.HELD if entry.get("nsfw") else Image.Review.VISIBLE,
-            "review_reason": "flagged" if entry.get("nsfw") else "",
+            **fields,
+            "review": Image.Review.HELD if flagged else Image.Review.VISIBLE,
+            "review_reason": "flagged" if flagged else "",
         },
     )
     return image

@@ -242,6 +242,19 @@ def workers(
     group.stop()
 
 
+def run_steps(generation: Any) -> Any:
+    """Run a generation's provider call and mirror in this process (no worker)."""
+    from generator import services
+    from generator.models import Generation
+
+    services.generation_call(generation_id=generation.pk)
+    generation.refresh_from_db()
+    if generation.step == Generation.Step.MIRROR and not generation.is_finished:
+        services.generation_mirror(generation_id=generation.pk)
+    generation.refresh_from_db()
+    return generation
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while True:

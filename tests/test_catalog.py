@@ -17,6 +17,7 @@ from generator import services
 from generator.models import CostEntry, Generation, Image
 from generator.registry import CUSTOM_SIZE, MODELS, ModelSpec, get_model
 from generator.tokens import api_token_create
+from tests.conftest import run_steps
 
 pytestmark = pytest.mark.django_db
 
@@ -44,13 +45,7 @@ def source_image(owner: Any, provider: Any) -> Image:
     return generation.images.get()
 
 
-def run(generation: Generation) -> Generation:
-    services.generation_call(generation_id=generation.pk)
-    generation.refresh_from_db()
-    if generation.step == Generation.Step.MIRROR and not generation.is_finished:
-        services.generation_mirror(generation_id=generation.pk)
-    generation.refresh_from_db()
-    return generation
+run = run_steps
 
 
 def form_data(spec: ModelSpec) -> dict[str, str]:

@@ -18,6 +18,7 @@ from generator import services
 from generator.models import Generation, Image
 from generator.registry import MODELS
 from generator.tokens import api_token_create
+from tests.conftest import run_steps
 
 pytestmark = pytest.mark.django_db
 
@@ -25,13 +26,7 @@ I2I = "flux/dev/image-to-image"
 PROMPT = "The same door, painted blue, in winter"
 
 
-def run(generation: Generation) -> Generation:
-    services.generation_call(generation_id=generation.pk)
-    generation.refresh_from_db()
-    if generation.step == Generation.Step.MIRROR and not generation.is_finished:
-        services.generation_mirror(generation_id=generation.pk)
-    generation.refresh_from_db()
-    return generation
+run = run_steps
 
 
 def finished_image(owner: Any, visibility: str = "shared") -> Image:

@@ -14,6 +14,7 @@ from PIL import Image as PILImage
 from generator import services
 from generator.models import Generation
 from generator.registry import FLUX_REALISM
+from tests.conftest import run_steps
 
 pytestmark = pytest.mark.django_db
 
@@ -25,13 +26,7 @@ def make(owner: Any, **params: Any) -> Generation:
     return services.generation_create(owner=owner, spec=FLUX_REALISM, body=body)
 
 
-def run(generation: Generation) -> Generation:
-    services.generation_call(generation_id=generation.pk)
-    generation.refresh_from_db()
-    if generation.step == Generation.Step.MIRROR and not generation.is_finished:
-        services.generation_mirror(generation_id=generation.pk)
-    generation.refresh_from_db()
-    return generation
+run = run_steps
 
 
 def media_files(generation: Generation) -> list[str]:
