@@ -506,5 +506,8 @@ def models(request: HttpRequest) -> HttpResponse:
 def openapi(request: HttpRequest) -> HttpResponse:
     from generator.openapi import openapi_document
 
+    # Read-only like every other GET here (tests/test_csrf.py walks the URLs).
+    if request.method not in ("GET", "HEAD"):
+        return api_error(405, f"Method {request.method} is not allowed; use GET", request.path)
     server = request.build_absolute_uri("/").rstrip("/")
     return JsonResponse(openapi_document(server, enabled_model_ids()))
