@@ -376,3 +376,47 @@ def test_retry_needs_sign_in_and_post(client, owner):
     assert client.get(url).status_code == 405
     queued = make(owner)
     assert client.post(reverse("generator:retry", args=[queued.uuid])).status_code == 403
+
+
+def assert_strict_csp(response: Any) -> None:
+    csp = response["Content-Security-Policy"]
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert "script-src 'self' 'nonce-" in csp and "style-src 'self'" in csp
+    nonce = re.search(r"'nonce-([^']+)'", csp).group(1)
+    parser = ScriptCollector()
+    parser.feed(response.text)
+    # Every script is a nonced file, never inline code; no style attributes, <style>
+    # blocks, hx-on handlers or on* event attributes, which the policy would block.
+    assert all(s.get("src") and s.get("nonce") == nonce for s in parser.scripts)
+    assert parser.inline_styles == 0
+    assert not re.search(r"<[^>]+\son[a-z]+\s*=", response.text)
+
+
+def test_every_page_has_a_strict_csp_and_no_inline_code(client, owner):
+    from gallery.services import collection_create
+    from generator.tokens import api_token_create
+    from tests.conftest import with_role
+    from tests.test_gallery import make_generation, make_image
+
+    admin = with_role(owner, "admin")
+    generation = make_generation(admin)
+    image = make_image(generation)
+    collection_create(owner=admin, name="Moodboard")
+    api_token_create(user=admin, name="notebook")
+    anonymous = ["/accounts/login/", "/accounts/signup/", "/accounts/password_reset/"]
+    for path in anonymous:
+        assert_strict_csp(client.get(path))
+    client.force_login(admin)
+    pages = [
+        "/", f"/generations/{generation.uuid}/", "/gallery/", f"/images/{image.uuid}/",
+        f"/images/{image.uuid}/report/", "/gallery/collections/", "/gallery/settings/",
+        "/moderation/", "/audit/", "/members/", "/usage/", "/notifications/",
+        "/account/settings/", "/account/tokens/", "/policy/", "/models/",
+        "/accounts/password_change/",
+    ]  # fmt: skip
+    for path in pages:
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert_strict_csp(response)
+        partial = client.get(path, headers={"HX-Request": "true"})
+        assert "Content-Security-Policy" in partial, path
