@@ -17,7 +17,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, table  # noqa: E402
 
-SCRIPTS = ["mirroring.py", "pipeline.py", "gallery.py", "http_load.py", "api_concurrency.py"]
+SCRIPTS = [
+    "mirroring.py",
+    "pipeline.py",
+    "gallery.py",
+    "http_load.py",
+    "api_concurrency.py",
+    "load.py",
+]
 
 
 def main() -> None:
