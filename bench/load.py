@@ -140,7 +140,7 @@ def main() -> None:
         provider = spawn(
             [python, "manage.py", "offline_provider", "--port", "0", "--key", "load-key",
              "--latency", str(args.latency)],
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=log, text=True,
         )  # fmt: skip
         provider_url = provider.stdout.readline().rsplit(" ", 1)[-1].strip()
         env.update(AIMLAPI_KEY="load-key", AIMLAPI_BASE_URL=provider_url)
