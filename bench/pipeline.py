@@ -157,6 +157,12 @@ def measure_overhead(stack: Stack, token: str, cookie: str, samples: int, poll: 
         if i == 0:
             continue  # the first one warms the provider's image cache and the workers
         generation = Generation.objects.get(uuid=uuid)
+        # The card shows an image as soon as its row exists; the status update that
+        # sets finished_at commits a moment later.
+        settle = time.monotonic() + 10
+        while generation.finished_at is None and time.monotonic() < settle:
+            time.sleep(0.01)
+            generation.refresh_from_db()
         rows.append(
             (
                 (visible - generation.provider_finished_at).total_seconds() * 1000,
