@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,32 +28,16 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import drop_database, emit, figure, fresh_database, with_database  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tree(pid: int) -> list[int]:
-    children = subprocess.run(
-        ["pgrep", "-P", str(pid)], capture_output=True, text=True
-    ).stdout.split()
-    return [pid] + [p for c in children for p in tree(int(c))]
-
-
-def rss_mib(pid: int) -> float:
-    total = 0
-    for p in tree(pid):
-        try:
-            status = Path(f"/proc/{p}/status").read_text()
-        except OSError:
-            continue
-        match = re.search(r"VmRSS:\s+(\d+) kB", status)
-        total += int(match.group(1)) if match else 0
-    return total / 1024
+from bench.common import (  # noqa: E402
+    drop_database,
+    emit,
+    figure,
+    free_port,
+    fresh_database,
+    rss_mib,
+    tree,
+    with_database,
+)
 
 
 def sqlite_handles(pid: int, db_file: str) -> int:

@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -16,12 +16,7 @@ from gallery import moderation, selectors
 from gallery.models import Report
 from generator.models import Image
 from generator.roles import can_moderate
-
-
-def _see_other(url: str) -> HttpResponse:
-    response = redirect(url)
-    response.status_code = 303
-    return response
+from generator.views import see_other
 
 
 @require_http_methods(["GET", "POST"])
@@ -46,7 +41,7 @@ def image_report(request: HttpRequest, uuid: UUID) -> HttpResponse:
             messages.success(
                 request, "Thank you: the image is held from the gallery until a moderator decides."
             )
-            return _see_other(reverse("gallery:index"))
+            return see_other(reverse("gallery:index"))
     context = {"image": image, "reasons": Report.Reason.choices, "error": error}
     return render(request, "gallery/report.html", context, status=400 if error else 200)
 
@@ -94,4 +89,4 @@ def decide(request: HttpRequest) -> HttpResponse:
     target = reverse("gallery:moderation")
     if request.POST.get("state") == "hidden":
         target += "?state=hidden"
-    return _see_other(target)
+    return see_other(target)

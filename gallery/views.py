@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -23,6 +23,7 @@ from gallery.models import Collection
 from generator.models import Image
 from generator.roles import can_moderate
 from generator.services import generation_visibility_set
+from generator.views import see_other
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -31,12 +32,6 @@ class HtmxHttpRequest(HttpRequest):
 
 # The generation form's image-to-image model; the studio reads `source` to prefill it.
 IMAGE_TO_IMAGE_MODEL = "flux/dev/image-to-image"
-
-
-def _see_other(url: str) -> HttpResponse:
-    response = redirect(url)
-    response.status_code = 303
-    return response
 
 
 def _safe_next(request: HttpRequest, fallback: str) -> str:
@@ -177,7 +172,7 @@ def image_star(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
             "gallery/index.html#star-button",
             {"image": image, "starred": starred, "urls": _card_urls()},
         )
-    return _see_other(_safe_next(request, reverse("gallery:image", args=[image.uuid])))
+    return see_other(_safe_next(request, reverse("gallery:image", args=[image.uuid])))
 
 
 @require_POST
@@ -190,7 +185,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         for error in form.non_field_errors() or ["That action is not available."]:
             messages.error(request, error)
-        return _see_other(back)
+        return see_other(back)
     action = form.cleaned_data["action"]
     images = list(selectors.images_by_uuid(viewer=request.user, uuids=form.cleaned_data["uuids"]))
     if action == "zip":
@@ -229,7 +224,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
         skipped = len(images) - count
         note = f" ({skipped} not yours, kept)" if skipped else ""
         messages.success(request, f"Deleted {count} image{'s' if count != 1 else ''}{note}.")
-    return _see_other(back)
+    return see_other(back)
 
 
 @require_http_methods(["GET", "POST"])
@@ -239,7 +234,7 @@ def collections(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         collection = services.collection_create(owner=request.user, name=form.cleaned_data["name"])
         messages.success(request, f"Created {collection.name}.")
-        return _see_other(reverse("gallery:collections"))
+        return see_other(reverse("gallery:collections"))
     context = {
         "form": form,
         "collections": selectors.collections_of(owner=request.user).annotate(size=Count("items")),
@@ -253,7 +248,7 @@ def collection_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
     collection = get_object_or_404(Collection, uuid=uuid, owner=request.user)
     services.collection_delete(collection=collection)
     messages.success(request, f"Deleted the collection {collection.name}.")
-    return _see_other(reverse("gallery:collections"))
+    return see_other(reverse("gallery:collections"))
 
 
 @require_http_methods(["GET", "POST"])
@@ -264,6 +259,6 @@ def settings_page(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         services.preferences_update(user=request.user, nsfw=form.cleaned_data["nsfw"])
         messages.success(request, "Settings saved.")
-        return _see_other(reverse("gallery:settings"))
+        return see_other(reverse("gallery:settings"))
     status = 400 if form.errors else 200
     return render(request, "gallery/settings.html", {"form": form}, status=status)

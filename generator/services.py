@@ -161,8 +161,9 @@ def budget_limit_reason(*, owner: AbstractBaseUser, estimate: Decimal) -> str | 
     return None
 
 
-def generation_limit_reason(*, owner: AbstractBaseUser) -> str | None:
-    """Why `owner` may not start another generation now, or None if they may."""
+def generation_limit_reason(*, owner: AbstractBaseUser, active: int) -> str | None:
+    """Why `owner`, with `active` generations queued or running, may not start another
+    one now, or None if they may."""
     from generator.roles import member_of
 
     member = member_of(owner)
@@ -171,9 +172,6 @@ def generation_limit_reason(*, owner: AbstractBaseUser) -> str | None:
         if member and member.max_active is not None
         else settings.GENERATION_MAX_ACTIVE_PER_USER
     )
-    active = Generation.objects.filter(
-        owner=owner, status__in=(Status.QUEUED, Status.RUNNING)
-    ).count()
     if active >= active_limit:
         return (
             f"{LIMIT_PREFIX} you have {active} generations in progress and the limit is "
@@ -212,14 +210,15 @@ def generation_create(
     """
     get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
     estimate = spec.price * _image_count(body)
-    reason = generation_limit_reason(owner=owner) or budget_limit_reason(
+    # One count serves the concurrency limit and the fair-scheduling priority.
+    in_flight = Generation.objects.filter(
+        owner=owner, status__in=(Status.QUEUED, Status.RUNNING)
+    ).count()
+    reason = generation_limit_reason(owner=owner, active=in_flight) or budget_limit_reason(
         owner=owner, estimate=estimate
     )
     if reason:
         raise GenerationLimitReached(reason)
-    in_flight = Generation.objects.filter(
-        owner=owner, status__in=(Status.QUEUED, Status.RUNNING)
-    ).count()
     generation = Generation(
         owner=owner,
         model=spec.id,

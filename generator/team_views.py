@@ -15,7 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -30,14 +30,9 @@ from generator.roles import (
     role_of,
     status_of,
 )
+from generator.views import see_other
 
 AUDIT_PAGE_SIZE = 100
-
-
-def _see_other(url: str) -> HttpResponse:
-    response = redirect(url)
-    response.status_code = 303
-    return response
 
 
 def _require(check: Any, request: HttpRequest) -> None:
@@ -125,7 +120,7 @@ def member_action(request: HttpRequest, username: str) -> HttpResponse:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"{target.get_username()}: done.")
-    return _see_other(reverse("team:members"))
+    return see_other(reverse("team:members"))
 
 
 def _decimal_or_none(raw: str | None) -> Decimal | None:
@@ -158,8 +153,8 @@ def invitation_create(request: HttpRequest) -> HttpResponse:
         )
     except members.MemberError as exc:
         messages.error(request, str(exc))
-        return _see_other(reverse("team:members"))
-    return _see_other(reverse("team:members") + f"?invited={invitation.token}")
+        return see_other(reverse("team:members"))
+    return see_other(reverse("team:members") + f"?invited={invitation.token}")
 
 
 # --- Audit log -------------------------------------------------------------------------------
@@ -290,7 +285,7 @@ def usage(request: HttpRequest) -> HttpResponse:
 def notifications(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         members.notifications_read(user=request.user)
-        return _see_other(reverse("team:notifications"))
+        return see_other(reverse("team:notifications"))
     items = Notification.objects.filter(user=request.user).order_by("-created_at", "-id")[:100]
     return render(request, "generator/notifications.html", {"items": items})
 
@@ -305,7 +300,7 @@ def account(request: HttpRequest) -> HttpResponse:
         if value in choices.values:
             members.member_visibility_set(user=request.user, visibility=value)
             messages.success(request, "Saved.")
-            return _see_other(reverse("team:account"))
+            return see_other(reverse("team:account"))
         messages.error(request, "Choose private or shared.")
     current = members.default_visibility_of(request.user)
     return render(
@@ -335,6 +330,6 @@ def policy(request: HttpRequest) -> HttpResponse:
                 )
         except members.MemberError as exc:
             messages.error(request, str(exc))
-        return _see_other(reverse("team:policy"))
+        return see_other(reverse("team:policy"))
     terms = BlockedTerm.objects.select_related("created_by").order_by("pattern")
     return render(request, "generator/policy.html", {"terms": terms})

@@ -89,7 +89,7 @@ def studio(request: HtmxHttpRequest) -> HttpResponse:
                     {"generation": generation},
                 )
             # 303 so a browser without JavaScript lands on the generation with a GET.
-            return _see_other("generator:detail", uuid=generation.uuid)
+            return see_other("generator:detail", uuid=generation.uuid)
         if request.htmx:
             response = render(request, "generator/studio.html#generation-form", {"form": form})
             # htmx does not swap 4xx answers by default, so errors come back as 200
@@ -110,8 +110,9 @@ def studio(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "generator/studio.html", context, status=status)
 
 
-def _see_other(viewname: str, **kwargs: Any) -> HttpResponse:
-    response = redirect(viewname, **kwargs)
+def see_other(to: str, *args: Any, **kwargs: Any) -> HttpResponse:
+    """A 303 to a URL or view name: after a POST the browser follows it with a GET."""
+    response = redirect(to, *args, **kwargs)
     response.status_code = 303
     return response
 
@@ -288,13 +289,7 @@ def generation_visibility(request: HttpRequest, uuid: UUID) -> HttpResponse:
     target = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
         target = reverse("generator:detail", args=[generation.uuid])
-    return _see_other_url(target)
-
-
-def _see_other_url(url: str) -> HttpResponse:
-    response = redirect(url)
-    response.status_code = 303
-    return response
+    return see_other(target)
 
 
 @require_POST
@@ -313,7 +308,7 @@ def generation_retry(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
             request, "generator/studio.html#generation-card", {"generation": generation}
         )
         return reswap(retarget(response, "#generation-list"), "afterbegin")
-    return _see_other("generator:detail", uuid=generation.uuid)
+    return see_other("generator:detail", uuid=generation.uuid)
 
 
 @require_GET
@@ -385,7 +380,7 @@ def model_enable(request: HttpRequest, model_id: str) -> HttpResponse:
     services.model_setting_set(
         model=spec.id, enabled=request.POST.get("enabled") == "true", by=request.user
     )
-    return _see_other("generator:models")
+    return see_other("generator:models")
 
 
 @require_http_methods(["GET", "POST"])
@@ -412,7 +407,7 @@ def signup(request: HttpRequest) -> HttpResponse:
                 form.add_error(None, str(exc))
             else:
                 login(request, user, backend="generator.auth.StudioBackend")
-                return _see_other("generator:studio")
+                return see_other("generator:studio")
     else:
         form = SignupForm()
     context = {
