@@ -187,7 +187,7 @@ def measure_throughput(stack: Stack, count: int, latency: float) -> dict:
     from django.contrib.auth import get_user_model
     from django.db import transaction
 
-    from generator.api import _validate_and_create_unbounded
+    from api.views import _validate_and_create_unbounded
     from generator.models import Generation
 
     user = get_user_model().objects.get(username="bench")

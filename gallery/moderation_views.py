@@ -12,11 +12,12 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from gallery import moderation, selectors
+from accounts import rules
+from accounts.errors import StudioError
+from gallery import selectors, services
 from gallery.models import Report
 from generator.models import Image
-from generator.roles import can_moderate
-from generator.views import see_other
+from studio.http import see_other
 
 
 @require_http_methods(["GET", "POST"])
@@ -29,13 +30,13 @@ def image_report(request: HttpRequest, uuid: UUID) -> HttpResponse:
     error = ""
     if request.method == "POST":
         try:
-            moderation.image_report(
+            services.image_report(
                 image=image,
                 reporter=request.user,
                 reason=request.POST.get("reason", ""),
                 text=request.POST.get("text", "").strip()[:1000],
             )
-        except moderation.ModerationError as exc:
+        except StudioError as exc:
             error = str(exc)
         else:
             messages.success(
@@ -49,10 +50,10 @@ def image_report(request: HttpRequest, uuid: UUID) -> HttpResponse:
 @require_GET
 @login_required
 def queue(request: HttpRequest) -> HttpResponse:
-    if not can_moderate(request.user):
+    if not rules.may_moderate(request.user):
         raise PermissionDenied("Moderators only")
     state = "hidden" if request.GET.get("state") == "hidden" else "held"
-    images = list(moderation.moderation_queue(state=state)[:200])
+    images = list(selectors.moderation_queue(state=state)[:200])
     return render(request, "gallery/moderation.html", {"images": images, "state": state})
 
 
@@ -60,7 +61,7 @@ def queue(request: HttpRequest) -> HttpResponse:
 @login_required
 def decide(request: HttpRequest) -> HttpResponse:
     """Approve, hide or delete the posted images (one, or a bulk selection)."""
-    if not can_moderate(request.user):
+    if not rules.may_moderate(request.user):
         raise PermissionDenied("Moderators only")
     # A row's own button posts "one=<decision>:<uuid>"; the bar's buttons post the
     # decision for every ticked image.
@@ -78,10 +79,10 @@ def decide(request: HttpRequest) -> HttpResponse:
         Image.objects.filter(uuid__in=uuids).select_related("generation__owner").order_by("id")
     )
     try:
-        done = moderation.moderation_decide(
+        done = services.moderation_decide(
             images=images, decision=decision, by=request.user, reason=request.POST.get("reason", "")
         )
-    except moderation.ModerationError as exc:
+    except StudioError as exc:
         messages.error(request, str(exc))
         done = 0
     else:

@@ -16,17 +16,19 @@ from django.db import connection
 from django.db.models import (
     BigIntegerField,
     BooleanField,
+    Count,
     Exists,
     F,
     Func,
     OuterRef,
+    Prefetch,
     Q,
     QuerySet,
     Subquery,
 )
 from django.utils import timezone
 
-from gallery.models import Collection, Favourite, Preferences
+from gallery.models import Collection, Favourite, Preferences, Report
 from generator.models import PROMPT_SEARCH_CONFIG, Generation, Image
 from generator.selectors import images_visible_to
 
@@ -300,3 +302,24 @@ def images_by_uuid(*, viewer: AbstractBaseUser, uuids: list[UUID]) -> QuerySet[I
 
 def collections_of(*, owner: AbstractBaseUser) -> QuerySet[Collection]:
     return Collection.objects.filter(owner=owner).order_by("name", "id")
+
+
+def moderation_queue(*, state: str = "held") -> QuerySet[Image]:
+    """Images waiting for a decision (or hidden ones, to restore), oldest first, each
+    with its open reports and their count: three queries whatever the length."""
+    review = Image.Review.HIDDEN if state == "hidden" else Image.Review.HELD
+    return (
+        Image.objects.filter(review=review)
+        .select_related("generation__owner")
+        .annotate(report_count=Count("reports", filter=Q(reports__resolved_at__isnull=True)))
+        .prefetch_related(
+            Prefetch(
+                "reports",
+                queryset=Report.objects.filter(resolved_at__isnull=True)
+                .select_related("reporter")
+                .order_by("created_at"),
+                to_attr="open_reports",
+            )
+        )
+        .order_by("created_at", "id")
+    )

@@ -1,7 +1,10 @@
-"""Writes behind the gallery: preferences, favourites, collections, deleting images.
+"""Writes behind the gallery: preferences, favourites, collections, deleting images,
+and reports and moderation decisions (the only writes to an image's review state).
 
 Callers pass images already filtered through the access rule (gallery.selectors);
-the services only add the ownership checks that reading does not imply.
+the services only add the ownership checks that reading does not imply. Every
+moderation decision goes through moderation_decide, which records who, what, when and
+why in the audit log, resolves the image's open reports and tells the owner.
 """
 
 from __future__ import annotations
@@ -12,8 +15,14 @@ from collections.abc import Iterable
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
 
-from gallery.models import Collection, CollectionItem, Favourite, Preferences
+from accounts import rules
+from accounts.errors import InvalidRequest, Refused
+from accounts.services import notification_send
+from audit.services import audit_record
+from gallery.models import Collection, CollectionItem, Favourite, Preferences, Report
 from generator.models import Image
 
 logger = logging.getLogger(__name__)
@@ -82,3 +91,98 @@ def _delete_files(names: list[str]) -> None:
             default_storage.delete(name)
         except OSError:
             logger.warning("could not delete %s", name)
+
+
+# --- Reports and moderation ------------------------------------------------------------
+
+Review = Image.Review
+DECISIONS = ("approve", "hide", "delete")
+
+
+@transaction.atomic
+def image_report(
+    *, image: Image, reporter: AbstractBaseUser, reason: str, text: str = ""
+) -> Report:
+    """Report `image` (which the reporter can see); it is held until a moderator decides.
+
+    A second report by the same person while the first is open updates it instead.
+    """
+    if reason not in Report.Reason.values:
+        raise InvalidRequest("Choose a reason.")
+    if image.generation.owner_id == reporter.pk:
+        raise Refused("You cannot report your own image; delete or hide it instead.")
+    rules.require(rules.may_report(reporter, image, image.generation), "You cannot see this image.")
+    report = (
+        Report.objects.select_for_update()
+        .filter(image=image, reporter=reporter, resolved_at__isnull=True)
+        .first()
+    )
+    if report is None:
+        report = Report.objects.create(image=image, reporter=reporter, reason=reason, text=text)
+    else:
+        report.reason, report.text = reason, text or report.text
+        report.save(update_fields=["reason", "text", "updated_at"])
+    if image.review == Review.VISIBLE:
+        Image.objects.filter(pk=image.pk).update(review=Review.HELD, review_reason="reported")
+    audit_record(
+        actor=reporter,
+        action="moderation.report",
+        target=image,
+        target_label=image.generation.prompt[:80],
+        reason=Report.Reason(reason).label + (f": {text}" if text else ""),
+    )
+    return report
+
+
+@transaction.atomic
+def moderation_decide(
+    *, images: Iterable[Image], decision: str, by: AbstractBaseUser, reason: str = ""
+) -> int:
+    """Approve, hide (with a reason the owner sees) or delete each image; returns how many.
+
+    Approving also restores a hidden image. Each decision is in the audit log, resolves
+    the image's open reports, and notifies its owner.
+    """
+    rules.require(rules.may_moderate(by), "Only moderators can decide.")
+    if decision not in DECISIONS:
+        raise InvalidRequest(f"Unknown decision {decision!r}")
+    reason = reason.strip()
+    if decision in ("hide", "delete") and not reason:
+        raise InvalidRequest("Give a reason: the owner is told.")
+    now = timezone.now()
+    count = 0
+    files: list[str] = []
+    for image in images:
+        generation = image.generation
+        label = generation.prompt[:80]
+        Report.objects.filter(image=image, resolved_at__isnull=True).update(
+            resolved_at=now, outcome=decision
+        )
+        audit_record(
+            actor=by,
+            action=f"moderation.{decision}",
+            target=image,
+            target_label=label,
+            reason=reason,
+            previous=image.review,
+        )
+        link = reverse("gallery:image", args=[image.uuid])
+        if decision == "approve":
+            image.review, image.review_reason, image.reviewed_at = Review.VISIBLE, "", now
+            image.save(update_fields=["review", "review_reason", "reviewed_at"])
+            text = f"A moderator approved your image “{label}”: the team can see it."
+        elif decision == "hide":
+            image.review, image.review_reason, image.reviewed_at = Review.HIDDEN, reason, now
+            image.save(update_fields=["review", "review_reason", "reviewed_at"])
+            text = f"A moderator hid your image “{label}” from the team. Reason: {reason}"
+        else:
+            files += [n for n in (image.file.name, image.thumbnail.name) if n]
+            image.delete()
+            link = reverse("generator:detail", args=[generation.uuid])
+            text = f"A moderator deleted your image “{label}”. Reason: {reason}"
+        if generation.owner_id != by.pk:
+            notification_send(user=generation.owner, text=text, link=link)
+        count += 1
+    if files:
+        transaction.on_commit(lambda: _delete_files(files))
+    return count

@@ -14,21 +14,15 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
-from django_htmx.middleware import HtmxDetails
 
+from accounts import rules
 from gallery import selectors, services
 from gallery.downloads import download_name, image_download_bytes, images_zip
 from gallery.forms import BulkForm, CollectionForm, FilterForm, PreferencesForm
 from gallery.models import Collection
 from generator.models import Image
-from generator.roles import can_moderate
 from generator.services import generation_visibility_set
-from generator.views import see_other
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
+from studio.http import HtmxHttpRequest, private_file_headers, see_other
 
 # The generation form's image-to-image model; the studio reads `source` to prefill it.
 IMAGE_TO_IMAGE_MODEL = "flux/dev/image-to-image"
@@ -154,10 +148,7 @@ def image_download(request: HttpRequest, uuid: UUID) -> HttpResponse:
     except FileNotFoundError:
         raise Http404("The file is missing from storage") from None
     response = HttpResponse(data, content_type=image.content_type)
-    response["Content-Disposition"] = f'attachment; filename="{download_name(image)}"'
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    return response
+    return private_file_headers(response, download_name=download_name(image))
 
 
 @require_POST
@@ -209,7 +200,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
         allowed = [
             g
             for g in generations.values()
-            if g.owner_id == request.user.pk or can_moderate(request.user)
+            if rules.may_change_visibility(request.user, g)
         ]
         count = generation_visibility_set(
             generations=allowed,

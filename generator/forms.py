@@ -7,8 +7,6 @@ from urllib.parse import urlsplit
 
 from django import forms
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import ValidationError
 
 from generator import client
@@ -198,7 +196,7 @@ class GenerationForm(forms.Form):
             self.fields[name] = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def clean_prompt(self) -> str:
-        from generator.members import prompt_violation
+        from generator.policy import prompt_violation
 
         prompt = self.cleaned_data["prompt"].strip()
         if not prompt:
@@ -394,7 +392,15 @@ def generation_form(
     )
 
 
-class SignupForm(UserCreationForm):
-    class Meta(UserCreationForm.Meta):
-        model = get_user_model()
-        fields = ("username", "email")
+class BlockedTermForm(forms.Form):
+    """The policy page: add a word or pattern, or remove one (`remove` is its id)."""
+
+    pattern = forms.CharField(max_length=200, required=False, strip=True)
+    is_regex = forms.BooleanField(required=False)
+    remove = forms.IntegerField(min_value=1, required=False)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if not data.get("remove") and not data.get("pattern"):
+            self.add_error("pattern", "Give a word or pattern.")
+        return data

@@ -5,6 +5,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from accounts.models import Visibility
+
 # The text search configuration of the gallery's prompt search. The GIN index of
 # migration 0005 (PostgreSQL only) and gallery.selectors must name the same one, or
 # PostgreSQL cannot use the index.
@@ -39,9 +41,7 @@ class Generation(models.Model):
         CALL = "call", "Calling the provider"
         MIRROR = "mirror", "Copying images"
 
-    class Visibility(models.TextChoices):
-        PRIVATE = "private", "Private"
-        SHARED = "shared", "Shared with the team"
+    Visibility = Visibility
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(
@@ -103,12 +103,6 @@ class Generation(models.Model):
 
     class Meta:
         ordering = ("-created_at", "-id")
-        # The studio's roles are groups holding these (generator.roles).
-        permissions = [
-            ("generate", "Can generate images"),
-            ("moderate", "Can review, hide and restore any image and suspend users"),
-            ("manage_members", "Can approve, invite and change members"),
-        ]
         indexes = [
             # The studio page: one owner's generations, newest first.
             models.Index(fields=["owner", "-created_at", "-id"], name="generation_owner_recent"),
@@ -208,40 +202,6 @@ class Image(models.Model):
         return {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}[self.format]
 
 
-class ApiToken(models.Model):
-    """A personal token for the studio's API; only the sha256 of the token is stored.
-
-    Created and checked in generator.tokens; the gateway relies on `token_hash`
-    being unique to find the user behind an `Authorization: Bearer` header.
-    """
-
-    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
-    )
-    name = models.CharField(max_length=100)
-    # The token's first characters, so a user can tell tokens apart in the list.
-    prefix = models.CharField(max_length=16)
-    token_hash = models.CharField(max_length=64, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ("-created_at", "-id")
-        indexes = [
-            # The tokens page and the per-user cap: one user's tokens, newest first.
-            models.Index(fields=["user", "-created_at", "-id"], name="apitoken_user_recent"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"
-
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
-
-
 class CostEntry(models.Model):
     """What one generation cost: the studio's estimate and the provider's own figure.
 
@@ -288,131 +248,6 @@ class ModelSetting(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model}: {'enabled' if self.enabled else 'disabled'}"
-
-
-class Member(models.Model):
-    """A user's standing in the studio, beside Django's User.
-
-    Roles are groups with permissions (generator.roles), mirrored in `role`; this also
-    holds whether the account is approved or suspended, the user's default visibility
-    and their limits.
-    A user without a row is treated as active with the studio's defaults (accounts
-    made before this model, or by createsuperuser).
-    """
-
-    class Status(models.TextChoices):
-        PENDING = "pending", "Waiting for approval"
-        ACTIVE = "active", "Active"
-        SUSPENDED = "suspended", "Suspended"
-
-    class Role(models.TextChoices):
-        ADMIN = "admin", "Admin"
-        MODERATOR = "moderator", "Moderator"
-        MEMBER = "member", "Member"
-        VIEWER = "viewer", "Viewer"
-
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="member"
-    )
-    # Mirrors the user's role group, so checks need no extra query: the auth backend
-    # loads this row with the user (generator.roles).
-    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
-    status_reason = models.CharField(max_length=500, blank=True)
-    default_visibility = models.CharField(
-        max_length=8, choices=Generation.Visibility.choices, blank=True
-    )
-    # Null: the studio-wide default from settings.
-    monthly_budget_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
-    max_active = models.PositiveSmallIntegerField(null=True, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    def __str__(self) -> str:
-        return f"{self.user_id} {self.status}"
-
-
-class Invitation(models.Model):
-    """A sign-up link an admin hands out; used once, before it expires."""
-
-    token = models.CharField(max_length=64, unique=True)
-    role = models.CharField(max_length=20)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    expires_at = models.DateTimeField()
-    used_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    used_at = models.DateTimeField(null=True, blank=True)
-
-    def __str__(self) -> str:
-        return f"invitation {self.token[:6]}… ({self.role})"
-
-
-class AuditEvent(models.Model):
-    """One entry of the append-only audit log (generator.audit.audit_record).
-
-    Rows are never updated or deleted by the studio: save() refuses an update and the
-    admin site shows them read-only.
-    """
-
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="audit_events",
-    )
-    # The actor's name at the time, kept even if the account is deleted.
-    actor_name = models.CharField(max_length=150, blank=True)
-    action = models.CharField(max_length=64)
-    target_type = models.CharField(max_length=32, blank=True)
-    target_id = models.CharField(max_length=64, blank=True)
-    target_label = models.CharField(max_length=200, blank=True)
-    reason = models.TextField(blank=True)
-    detail = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ("-created_at", "-id")
-        indexes = [
-            # The audit page: newest first, filtered by action or actor.
-            models.Index(fields=["-created_at", "-id"], name="auditevent_recent"),
-            models.Index(fields=["action", "-created_at"], name="auditevent_action"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name} {self.action}"
-
-    def save(self, *args: object, **kwargs: object) -> None:
-        if self.pk is not None:
-            raise ValueError("The audit log is append-only")
-        super().save(*args, **kwargs)
-
-
-class Notification(models.Model):
-    """A message for one user (a moderation outcome, say), shown until read."""
-
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
-    )
-    text = models.TextField()
-    link = models.CharField(max_length=300, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    read_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ("-created_at", "-id")
-        indexes = [
-            # The unread count in the header: one user's unread notifications.
-            models.Index(
-                fields=["user"], name="notification_unread", condition=models.Q(read_at=None)
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.user_id}: {self.text[:40]}"
 
 
 class BlockedTerm(models.Model):

@@ -3,9 +3,9 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Prefetch, Q, QuerySet
 
+from accounts.rules import is_active, may_moderate
 from generator.models import Generation, Image, ModelSetting
 from generator.registry import MODELS
-from generator.roles import can_moderate, is_active_member
 
 
 def generations_visible_to(viewer: AbstractBaseUser) -> QuerySet[Generation]:
@@ -13,9 +13,9 @@ def generations_visible_to(viewer: AbstractBaseUser) -> QuerySet[Generation]:
     them for moderators. The one place this rule lives: pages, media, the API and the
     gallery all filter through it (with images_visible_to for single images)."""
     generations = Generation.objects.all()
-    if not is_active_member(viewer):
+    if not is_active(viewer):
         return generations.none()
-    if can_moderate(viewer):
+    if may_moderate(viewer):
         return generations
     return generations.filter(Q(owner=viewer) | Q(visibility=Generation.Visibility.SHARED))
 
@@ -24,9 +24,9 @@ def images_visible_to(viewer: AbstractBaseUser) -> QuerySet[Image]:
     """Every image `viewer` may see: as for generations, except that an image held for
     review or hidden by a moderator is seen only by its owner and moderators."""
     images = Image.objects.all()
-    if not is_active_member(viewer):
+    if not is_active(viewer):
         return images.none()
-    if can_moderate(viewer):
+    if may_moderate(viewer):
         return images
     return images.filter(
         Q(generation__owner=viewer)
@@ -41,7 +41,7 @@ def generation_images_for(generation: Generation, viewer: AbstractBaseUser) -> l
     """The generation's images `viewer` may see (all for the owner and moderators),
     from its prefetched images."""
     images = list(generation.images.all())
-    if generation.owner_id == viewer.pk or can_moderate(viewer):
+    if generation.owner_id == viewer.pk or may_moderate(viewer):
         return images
     return [image for image in images if image.review == Image.Review.VISIBLE]
 

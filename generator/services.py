@@ -32,10 +32,12 @@ from django.db.models import F, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from accounts import rules
+from accounts.errors import BudgetExhausted, InvalidRequest, LimitReached
+from accounts.services import default_visibility_of, member_of
+from audit.services import audit_record
 from generator import client
-from generator.audit import audit_record
 from generator.imaging import InvalidImage, check_image
-from generator.members import default_visibility_of
 from generator.models import CostEntry, Generation, Image, ModelSetting
 from generator.registry import ModelSpec, get_model
 
@@ -81,6 +83,7 @@ def default_policy(*, mirror: bool = False) -> RetryPolicy:
 
 def model_setting_set(*, model: str, enabled: bool, by: AbstractBaseUser) -> ModelSetting:
     """Enable or disable a registry model for the whole studio."""
+    rules.require(rules.may_enable_models(by), "Only an admin may enable or disable models.")
     setting, _ = ModelSetting.objects.update_or_create(
         model=model, defaults={"enabled": enabled, "updated_by": by}
     )
@@ -91,10 +94,6 @@ def model_setting_set(*, model: str, enabled: bool, by: AbstractBaseUser) -> Mod
 
 
 # --- Creating and sending ------------------------------------------------------------
-
-
-class GenerationLimitReached(Exception):
-    """The owner has too many generations in progress or started too many this hour."""
 
 
 def _image_count(body: dict[str, Any]) -> int:
@@ -134,8 +133,6 @@ def month_spend(*, owner: AbstractBaseUser | None = None) -> Decimal:
 
 def budget_limit_reason(*, owner: AbstractBaseUser, estimate: Decimal) -> str | None:
     """Why `estimate` more would exceed the owner's or the studio's monthly budget."""
-    from generator.roles import member_of
-
     member = member_of(owner)
     budget = (
         member.monthly_budget_usd
@@ -164,8 +161,6 @@ def budget_limit_reason(*, owner: AbstractBaseUser, estimate: Decimal) -> str | 
 def generation_limit_reason(*, owner: AbstractBaseUser, active: int) -> str | None:
     """Why `owner`, with `active` generations queued or running, may not start another
     one now, or None if they may."""
-    from generator.roles import member_of
-
     member = member_of(owner)
     active_limit = (
         member.max_active
@@ -205,20 +200,23 @@ def generation_create(
     `visibility` None takes GENERATION_DEFAULT_VISIBILITY. `reference` (a
     forms.Reference) is the starting image of an image-to-image request.
 
-    Raises GenerationLimitReached when the owner is over a limit; the owner's row is
-    locked while counting, so concurrent submissions cannot both slip under it.
+    Raises LimitReached or BudgetExhausted when the owner is over a limit or a budget;
+    the owner's row is locked while counting, so concurrent submissions cannot both
+    slip under it. Refused when the owner may not generate.
     """
+    rules.require(rules.may_generate(owner), "Your role does not allow generating.")
     get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
     estimate = spec.price * _image_count(body)
     # One count serves the concurrency limit and the fair-scheduling priority.
     in_flight = Generation.objects.filter(
         owner=owner, status__in=(Status.QUEUED, Status.RUNNING)
     ).count()
-    reason = generation_limit_reason(owner=owner, active=in_flight) or budget_limit_reason(
-        owner=owner, estimate=estimate
-    )
+    reason = generation_limit_reason(owner=owner, active=in_flight)
     if reason:
-        raise GenerationLimitReached(reason)
+        raise LimitReached(reason)
+    reason = budget_limit_reason(owner=owner, estimate=estimate)
+    if reason:
+        raise BudgetExhausted(reason)
     generation = Generation(
         owner=owner,
         model=spec.id,
@@ -249,14 +247,14 @@ def generation_visibility_set(
 
     Returns how many changed. Each change is in the audit log.
     """
-    from generator.roles import can_moderate
-
     if visibility not in Generation.Visibility.values:
-        raise ValueError(f"unknown visibility {visibility!r}")
+        raise InvalidRequest("Choose private or shared.")
     changed = 0
     for generation in generations:
-        if generation.owner_id != by.pk and not can_moderate(by):
-            raise PermissionError("Only the owner or a moderator can change who sees this")
+        rules.require(
+            rules.may_change_visibility(by, generation),
+            "Only the owner or a moderator can change who sees this.",
+        )
         if generation.visibility == visibility:
             continue
         old = generation.visibility
@@ -274,11 +272,15 @@ def generation_visibility_set(
     return changed
 
 
-def generation_retry(*, generation: Generation) -> Generation:
+def generation_retry(*, generation: Generation, by: AbstractBaseUser) -> Generation:
     """A new generation with the same parameters and starting image as `generation`."""
+    rules.require(
+        rules.may_retry(by, generation) and generation.status == Status.FAILED,
+        "Only the owner can retry, and only a failed generation.",
+    )
     spec = get_model(generation.model)
     if spec is None:
-        raise ValueError(f"unknown model {generation.model}")
+        raise InvalidRequest(f"The model {generation.model} is no longer offered.")
     retried = generation_create(
         owner=generation.owner,
         spec=spec,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from generator import views
+from generator import manage_views, views
 
 app_name = "generator"
 
@@ -12,7 +12,9 @@ urlpatterns = [
     path("generations/<uuid:uuid>/retry", views.generation_retry, name="retry"),
     path("generations/<uuid:uuid>/visibility", views.generation_visibility, name="visibility"),
     path("media/<path:name>", views.media, name="media"),
-    path("models/", views.models_page, name="models"),
-    path("models/<path:model_id>/enabled", views.model_enable, name="model-enable"),
+    path("models/", manage_views.models_page, name="models"),
+    path("models/<path:model_id>/enabled", manage_views.model_enable, name="model-enable"),
     path("reference/<str:token>/", views.reference, name="reference"),
+    path("usage/", manage_views.usage, name="usage"),
+    path("policy/", manage_views.policy, name="policy"),
 ]

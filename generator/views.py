@@ -6,7 +6,6 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
@@ -20,27 +19,22 @@ from django.http import (
     HttpResponseRedirect,
     JsonResponse,
 )
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import reswap, retarget
-from django_htmx.middleware import HtmxDetails
 from kombu import Connection
 
-from generator import members, selectors, services
-from generator.api import unauthorized
-from generator.forms import SignupForm, generation_form
+from accounts import rules
+from accounts.errors import StudioError
+from accounts.tokens import api_token_authenticate, bearer_token
+from generator import policy, selectors, services
+from generator.forms import generation_form
 from generator.models import Generation
-from generator.registry import MODELS, get_model
-from generator.roles import can_generate, can_manage_members
-from generator.tokens import api_token_authenticate, bearer_token
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
+from studio.http import HtmxHttpRequest, private_file_headers, see_other, unauthorized
 
 
 def _get_generation_for_user(request: HttpRequest, uuid: UUID, user: Any = None) -> Generation:
@@ -59,13 +53,13 @@ def _get_generation_for_user(request: HttpRequest, uuid: UUID, user: Any = None)
 @vary_on_headers("HX-Request")
 def studio(request: HtmxHttpRequest) -> HttpResponse:
     if request.method == "POST":
-        if not can_generate(request.user):
+        if not rules.may_generate(request.user):
             raise PermissionDenied("Viewers can browse but not generate")
         form = generation_form(request.POST, request.FILES, viewer=request.user)
         generation = None
         valid = form.is_valid()
         if form.blocked_term:
-            members.prompt_blocked_record(
+            policy.prompt_blocked_record(
                 user=request.user,
                 prompt=request.POST.get("prompt", ""),
                 term=form.blocked_term,
@@ -79,7 +73,7 @@ def studio(request: HtmxHttpRequest) -> HttpResponse:
                     body=form.request_body(),
                     reference=form.reference,
                 )
-            except services.GenerationLimitReached as exc:
+            except StudioError as exc:
                 form.add_error(None, str(exc))
         if generation is not None:
             if request.htmx:
@@ -108,13 +102,6 @@ def studio(request: HtmxHttpRequest) -> HttpResponse:
         "generations": selectors.generation_list_for_owner(owner=request.user),
     }
     return render(request, "generator/studio.html", context, status=status)
-
-
-def see_other(to: str, *args: Any, **kwargs: Any) -> HttpResponse:
-    """A 303 to a URL or view name: after a POST the browser follows it with a GET."""
-    response = redirect(to, *args, **kwargs)
-    response.status_code = 303
-    return response
 
 
 def _switch_initial(request: HttpRequest) -> dict[str, Any]:
@@ -261,16 +248,12 @@ def media(request: HttpRequest, name: str) -> HttpResponse:
         except FileNotFoundError:
             raise Http404("No such file") from None
         response = FileResponse(handle, content_type=content_type)
-    if request.GET.get("download"):
-        response["Content-Disposition"] = (
-            f'attachment; filename="{generation.uuid}-{name.rsplit("/", 1)[1]}"'
-        )
-    # Served from our own origin: the browser must treat the bytes as this image type
-    # and nothing else, even if they were crafted to look like a page.
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response["Cache-Control"] = "private, max-age=31536000, immutable"
-    return response
+    download = (
+        f"{generation.uuid}-{name.rsplit('/', 1)[1]}" if request.GET.get("download") else None
+    )
+    return private_file_headers(
+        response, download_name=download, cache="private, max-age=31536000, immutable"
+    )
 
 
 @require_POST
@@ -278,14 +261,10 @@ def media(request: HttpRequest, name: str) -> HttpResponse:
 def generation_visibility(request: HttpRequest, uuid: UUID) -> HttpResponse:
     """Owner or moderator: make a generation private or shared, then go back."""
     generation = _get_generation_for_user(request, uuid)
-    try:
-        services.generation_visibility_set(
-            generations=[generation], visibility=request.POST.get("visibility", ""), by=request.user
-        )
-    except PermissionError as exc:
-        raise PermissionDenied(str(exc)) from None
-    except ValueError:
-        return HttpResponse("Choose private or shared.", status=400, content_type="text/plain")
+    # Refused and InvalidRequest become 403 and 400 in accounts.middleware.domain_errors.
+    services.generation_visibility_set(
+        generations=[generation], visibility=request.POST.get("visibility", ""), by=request.user
+    )
     target = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
         target = reverse("generator:detail", args=[generation.uuid])
@@ -297,12 +276,8 @@ def generation_visibility(request: HttpRequest, uuid: UUID) -> HttpResponse:
 def generation_retry(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     """Run a failed generation again as a new one (the failure stays in the history)."""
     failed = _get_generation_for_user(request, uuid)
-    if failed.owner_id != request.user.pk or failed.status != Generation.Status.FAILED:
-        raise PermissionDenied("Only the owner can retry, and only a failed generation")
-    try:
-        generation = services.generation_retry(generation=failed)
-    except services.GenerationLimitReached as exc:
-        return HttpResponse(str(exc), status=429, content_type="text/plain")
+    # Refused (not the owner, not failed) and limits map in accounts.middleware.
+    generation = services.generation_retry(generation=failed, by=request.user)
     if request.htmx:
         response = render(
             request, "generator/studio.html#generation-card", {"generation": generation}
@@ -322,9 +297,7 @@ def reference(request: HttpRequest, token: str) -> HttpResponse:
         raise Http404("No such reference")
     content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     response = FileResponse(default_storage.open(name, "rb"), content_type=content_type)
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return private_file_headers(response, cache="private, no-store")
 
 
 @require_GET
@@ -353,67 +326,3 @@ def healthz(request: HttpRequest) -> HttpResponse:
     return JsonResponse(
         {"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503
     )
-
-
-@require_GET
-@login_required
-def models_page(request: HttpRequest) -> HttpResponse:
-    """Every model with its options, limits and price, and the latest images from it."""
-    examples = selectors.latest_images_by_model(viewer=request.user, per_model=4)
-    enabled = selectors.enabled_model_ids()
-    models = [
-        {"spec": spec, "examples": examples.get(spec.id, []), "enabled": spec.id in enabled}
-        for spec in MODELS.values()
-    ]
-    return render(request, "generator/models.html", {"models": models})
-
-
-@require_POST
-@login_required
-def model_enable(request: HttpRequest, model_id: str) -> HttpResponse:
-    """An admin turns a model on or off for everyone (deprecated ones start off)."""
-    if not can_manage_members(request.user):
-        raise PermissionDenied("Only an admin may enable or disable models")
-    spec = get_model(model_id)
-    if spec is None:
-        raise Http404("No such model")
-    services.model_setting_set(
-        model=spec.id, enabled=request.POST.get("enabled") == "true", by=request.user
-    )
-    return see_other("generator:models")
-
-
-@require_http_methods(["GET", "POST"])
-def signup(request: HttpRequest) -> HttpResponse:
-    """The first account becomes the studio's admin. After that SIGNUP_MODE decides:
-    "approval" (the account waits for an admin), "open", or "invite" (only with a
-    valid `?invite=` link, which also works in the other modes)."""
-    User = get_user_model()
-    first = not User.objects.exists()
-    token = request.POST.get("invite") or request.GET.get("invite")
-    invitation = members.invitation_valid(token)
-    if token and invitation is None:
-        return render(
-            request, "registration/signup.html", {"closed": True, "expired": True}, status=403
-        )
-    if not first and invitation is None and settings.SIGNUP_MODE == "invite":
-        return render(request, "registration/signup.html", {"closed": True}, status=403)
-    if request.method == "POST":
-        form = SignupForm(request.POST)
-        if form.is_valid():
-            try:
-                user = members.member_signup(form=form, invitation=invitation)
-            except members.MemberError as exc:
-                form.add_error(None, str(exc))
-            else:
-                login(request, user, backend="generator.auth.StudioBackend")
-                return see_other("generator:studio")
-    else:
-        form = SignupForm()
-    context = {
-        "form": form,
-        "first": first,
-        "invitation": invitation,
-        "approval": not first and invitation is None and settings.SIGNUP_MODE == "approval",
-    }
-    return render(request, "registration/signup.html", context)

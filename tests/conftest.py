@@ -49,13 +49,11 @@ def outsider(django_user_model: Any) -> Any:
 
 def with_role(user: Any, role: str, status: str = "active", reason: str = "") -> Any:
     """Give `user` a role (and status) the way the members page does, minus the audit."""
-    from generator.members import _apply_role
-    from generator.models import Member
+    from accounts.models import Member
+    from accounts.services import role_apply
 
-    Member.objects.update_or_create(
-        user=user, defaults={"role": role, "status": status, "status_reason": reason}
-    )
-    _apply_role(user, role)
+    Member.objects.update_or_create(user=user, defaults={"status": status, "status_reason": reason})
+    role_apply(user, role)
     user.refresh_from_db()
     return user
 

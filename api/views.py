@@ -1,0 +1,499 @@
+"""The studio's AI/ML-API-compatible endpoints under /v1.
+
+Scripts and SDKs written for the AI/ML API work here by changing only the base URL
+and the key: the body is the provider's, validated by the same form as the web page,
+and the answer carries both the AI/ML API fields (`images[]`, `seed`, ...) and the
+OpenAI ones (`created`, `data[]`). Errors use the provider's flat error body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+import time
+from typing import Any
+from uuid import UUID
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+
+from accounts import rules
+from accounts.errors import BudgetExhausted, InvalidRequest, LimitReached, StudioError
+from accounts.tokens import api_token_authenticate, bearer_token
+from generator import services
+from generator.forms import generation_form
+from generator.models import Generation
+from generator.policy import prompt_blocked_record
+from generator.registry import CUSTOM_SIZE, MODELS, ModelSpec, get_model
+from generator.selectors import (
+    enabled_model_ids,
+    generation_images_for,
+    generations_visible_to,
+)
+from studio.http import flat_error, unauthorized
+
+GENERATIONS_PATH = "/v1/images/generations"
+# Fields the studio answers itself; the provider never sees them unless the model
+# documents them.
+STUDIO_FIELDS = {"response_format"}
+
+
+api_error = flat_error
+
+
+def _authenticate(request: HttpRequest, *, allow_session: bool) -> Any:
+    """The token's user, or the signed-in user where a session is accepted (reads only)."""
+    raw = bearer_token(request.headers.get("Authorization"))
+    if raw:
+        return api_token_authenticate(raw)
+    if allow_session and request.user.is_authenticated:
+        return request.user
+    return None
+
+
+# --- POST /v1/images/generations -----------------------------------------------------
+
+
+class BodyError(Exception):
+    pass
+
+
+def form_data_from_body(body: Any) -> tuple[ModelSpec, dict[str, Any], dict[str, Any]]:
+    """Turn an AI/ML API request body into the web form's data.
+
+    Returns the model, the form data, and the studio-level options (response_format
+    for models that do not take it). Raises BodyError naming the field.
+    """
+    if not isinstance(body, dict):
+        raise BodyError("Expected a JSON object body")
+    model_id = body.get("model")
+    if not model_id:
+        raise BodyError("model: Required")
+    spec = get_model(str(model_id))
+    if spec is None:
+        choices = " | ".join(f"'{m}'" for m in MODELS)
+        raise BodyError(f"model: Invalid enum value. Expected {choices}, received '{model_id}'")
+    if "prompt" not in body:
+        raise BodyError("prompt: Required")
+
+    data = dict(body)
+    options: dict[str, Any] = {}
+    known = {"model", "prompt"} | {p.name for p in spec.params} | set(spec.fixed)
+    if spec.size is not None:
+        known.add("image_size")
+    if spec.reference_image:
+        known.add("image_url")
+    for name in STUDIO_FIELDS - known:
+        if name in data:
+            options[name] = data.pop(name)
+    # OpenAI clients say `n` and `size`; translate them where the model has the
+    # AI/ML API equivalents, as the provider's own OpenAI-compatible examples do.
+    if "n" in data and "n" not in known and "num_images" in known:
+        if "num_images" in data:
+            raise BodyError("n: give either n or num_images, not both")
+        data["num_images"] = data.pop("n")
+    if "size" in data and "size" not in known and spec.size is not None:
+        if "image_size" in data:
+            raise BodyError("size: give either size or image_size, not both")
+        size = str(data.pop("size"))
+        width, _, height = size.partition("x")
+        if not (width.isdigit() and height.isdigit()):
+            raise BodyError(f"size: Expected 'WIDTHxHEIGHT', received '{size}'")
+        data["image_size"] = {"width": int(width), "height": int(height)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        names = ", ".join(f"'{k}'" for k in unknown)
+        raise BodyError(f"Unrecognized key(s) in object: {names}")
+    if options.get("response_format", "url") not in ("url", "b64_json"):
+        raise BodyError(
+            "response_format: Invalid enum value. Expected 'url' | 'b64_json', "
+            f"received '{options['response_format']}'"
+        )
+
+    size = data.pop("image_size", None)
+    if isinstance(size, dict):
+        extra = sorted(set(size) - {"width", "height"})
+        if extra:
+            raise BodyError(f"image_size: Unrecognized key(s) in object: {extra}")
+        data.update(image_size=CUSTOM_SIZE, width=size.get("width"), height=size.get("height"))
+    elif size is not None:
+        if not isinstance(size, str) or size == CUSTOM_SIZE:
+            raise BodyError("image_size: Expected a preset name or {width, height}")
+        data["image_size"] = size
+    elif spec.size is not None:
+        data["image_size"] = spec.size.default
+    for param in spec.params:
+        value = data.get(param.name)
+        if param.kind == "colors":
+            if value is not None and not isinstance(value, list):
+                raise BodyError(f"{param.name}: Expected array, received {type(value).__name__}")
+        elif param.kind == "text":
+            if value is not None and not isinstance(value, str):
+                raise BodyError(f"{param.name}: Expected string, received {type(value).__name__}")
+        elif param.kind == "bool" and not param.in_form:
+            if value is not None and not isinstance(value, bool):
+                raise BodyError(f"{param.name}: Expected boolean, received {type(value).__name__}")
+        elif param.kind == "bool":
+            if value is None:
+                data[param.name] = param.default
+            elif not isinstance(value, bool):
+                raise BodyError(f"{param.name}: Expected boolean, received {type(value).__name__}")
+        elif isinstance(value, bool):
+            raise BodyError(f"{param.name}: Expected {param.kind}, received boolean")
+        elif isinstance(value, (dict, list)):
+            raise BodyError(f"{param.name}: Expected {param.kind}, received {type(value).__name__}")
+    for name in spec.fixed:
+        if name in data and not isinstance(data[name], bool):
+            raise BodyError(f"{name}: Expected boolean, received {type(data[name]).__name__}")
+    if "image_url" in data and not isinstance(data["image_url"], str):
+        raise BodyError("image_url: Expected string")
+    if not isinstance(data.get("prompt"), str):
+        raise BodyError("prompt: Expected string")
+    data["model"] = spec.id
+    return spec, data, options
+
+
+def _form_errors(form: Any) -> str:
+    parts = []
+    for field, errors in form.errors.items():
+        name = field if field not in ("width", "height") else f"image_size.{field}"
+        if field in ("image_file", "source_image"):
+            name = "image_url"
+        parts.append(f"{name}: {' '.join(str(e) for e in errors)}")
+    return "; ".join(parts)
+
+
+# Waiting API calls run their short database steps through these slots, so however
+# many are waiting, one web process holds at most this many connections for them.
+_DB_SLOTS = threading.BoundedSemaphore(settings.API_DB_CONCURRENCY)
+
+
+def error_response(exc: StudioError, path: str) -> JsonResponse:
+    """The one place a domain error becomes an API answer (the flat error body)."""
+    if isinstance(exc, LimitReached | BudgetExhausted):
+        return api_error(
+            exc.status, exc.message, path, Retry_After=str(settings.GENERATION_LIMIT_RETRY_AFTER)
+        )
+    if isinstance(exc, InvalidRequest):
+        return api_error(400, f"Body validation error! {exc.message}", path)
+    return api_error(exc.status, exc.message, path)
+
+
+def _validate_and_create(user: Any, body: Any) -> Generation:
+    """Create the generation (raising a StudioError if it may not be). Runs in a thread."""
+    with _DB_SLOTS:
+        return _validate_and_create_unbounded(user, body)
+
+
+def _validate_and_create_unbounded(user: Any, body: Any) -> Generation:
+    try:
+        spec, data, options = form_data_from_body(body)
+    except BodyError as exc:
+        raise InvalidRequest(str(exc)) from None
+    form = generation_form(data, viewer=user)
+    valid = form.is_valid()
+    if form.blocked_term:
+        prompt_blocked_record(
+            user=user, prompt=str(data.get("prompt")), term=form.blocked_term, via="api"
+        )
+    if not valid:
+        raise InvalidRequest(_form_errors(form))
+    try:
+        return services.generation_create(
+            owner=user,
+            spec=form.spec,
+            body=form.request_body(),
+            options=options,
+            reference=form.reference,
+        )
+    finally:
+        _release_connection()
+
+
+def _current(generation_id: int) -> Generation:
+    with _DB_SLOTS:
+        try:
+            return Generation.objects.prefetch_related("images").get(pk=generation_id)
+        finally:
+            _release_connection()
+
+
+def _bounded_authenticate(raw: str) -> tuple[Any, bool]:
+    """The token's user and whether they may generate (asking reads their groups, so it
+    runs here, in the thread, not in the waiting coroutine)."""
+    with _DB_SLOTS:
+        try:
+            user = api_token_authenticate(raw)
+            return user, user is not None and rules.may_generate(user)
+        finally:
+            _release_connection()
+
+
+def _bounded_generation_json(
+    request: HttpRequest, generation_id: int, viewer: Any
+) -> dict[str, Any]:
+    with _DB_SLOTS:
+        try:
+            return generation_json(request, generation_id, viewer)
+        finally:
+            _release_connection()
+
+
+def _release_connection() -> None:
+    # The request waits for up to minutes between reads; between them it holds no
+    # database connection. (Inside a transaction, i.e. in tests, the connection stays.)
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+@csrf_exempt
+async def images_generations(request: HttpRequest) -> HttpResponse:
+    path = GENERATIONS_PATH
+    if request.method != "POST":
+        return api_error(405, f"Method {request.method} is not allowed; use POST", path)
+    # Only a token may create: a browser session on a cross-site POST must not.
+    raw = bearer_token(request.headers.get("Authorization"))
+    user, may_generate = await sync_to_async(_bounded_authenticate)(raw) if raw else (None, False)
+    if user is None:
+        return unauthorized(path)
+    if not may_generate:
+        return api_error(403, "Your role in this studio (viewer) cannot generate images", path)
+    try:
+        body = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return api_error(400, "Body validation error! Expected a JSON object body", path)
+
+    try:
+        generation = await sync_to_async(_validate_and_create)(user, body)
+    except StudioError as exc:
+        return error_response(exc, path)
+    location = request.build_absolute_uri(reverse("api:generation", args=[generation.uuid]))
+
+    if "respond-async" in request.headers.get("Prefer", ""):
+        data = await sync_to_async(_bounded_generation_json)(request, generation.pk, user)
+        response = JsonResponse(data, status=202)
+        response["Location"] = location
+        response["Preference-Applied"] = "respond-async"
+        return response
+
+    deadline = time.monotonic() + settings.API_WAIT_TIMEOUT
+    delay = 0.25
+    while True:
+        current = await sync_to_async(_current)(generation.pk)
+        if current.is_finished:
+            break
+        if time.monotonic() >= deadline:
+            return api_error(
+                504,
+                f"Generation timeout: generation {generation.uuid} is still "
+                f"{current.status}; poll {location}",
+                path,
+                Location=location,
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 1.0)
+
+    if current.status == Generation.Status.FAILED:
+        status = current.error_status or 502
+        headers = {"Location": location}
+        if status == 429:
+            headers["Retry_After"] = str(int(settings.GENERATION_RETRY_MAX) or 1)
+        return api_error(status, current.error or "The generation failed", path, **headers)
+    data = await sync_to_async(answer_json)(request, current)
+    response = JsonResponse(data, status=200)
+    response["Location"] = location
+    return response
+
+
+def _media_url(request: HttpRequest, name: str) -> str:
+    return request.build_absolute_uri(reverse("generator:media", args=[name]))
+
+
+def answer_json(request: HttpRequest, generation: Generation) -> dict[str, Any]:
+    """The finished generation as AI/ML API clients and OpenAI clients both read it."""
+    images = list(generation.images.all())
+    inline = generation.options.get("response_format") == "b64_json" or (
+        generation.params.get("response_format") == "b64_json"
+    )
+    data = []
+    for image in images:
+        entry: dict[str, Any] = {"url": _media_url(request, image.file.name)}
+        if inline:
+            with default_storage.open(image.file.name, "rb") as fh:
+                entry["b64_json"] = base64.b64encode(fh.read()).decode()
+        if generation.provider_prompt:
+            entry["revised_prompt"] = generation.provider_prompt
+        data.append(entry)
+    answer: dict[str, Any] = {
+        "id": str(generation.uuid),
+        "object": "image.generation",
+        "created": int(generation.created_at.timestamp()),
+        "model": generation.model,
+        "status": generation.status,
+        "images": [
+            {
+                "url": _media_url(request, image.file.name),
+                "width": image.width,
+                "height": image.height,
+                "content_type": image.content_type,
+            }
+            for image in images
+        ],
+        "seed": int(generation.seed) if generation.seed.isdigit() else None,
+        "has_nsfw_concepts": [image.nsfw for image in images],
+        "timings": generation.timings or {},
+        "prompt": generation.provider_prompt or generation.prompt,
+        "data": data,
+    }
+    return answer
+
+
+# --- GET /v1/generations/<uuid> and /v1/models ---------------------------------------
+
+
+def generation_json(request: HttpRequest, generation_id: int, viewer: Any) -> dict[str, Any]:
+    generation = Generation.objects.prefetch_related("images").get(pk=generation_id)
+    return {
+        "id": str(generation.uuid),
+        "object": "image.generation",
+        "model": generation.model,
+        "status": generation.status,
+        "error": generation.error or None,
+        "parameters": generation.params,
+        "seed": int(generation.seed) if generation.seed.isdigit() else None,
+        "timings": generation.timings or {},
+        "attempts": generation.attempts,
+        "created_at": generation.created_at.isoformat(),
+        "finished_at": generation.finished_at.isoformat() if generation.finished_at else None,
+        "url": request.build_absolute_uri(reverse("generator:detail", args=[generation.uuid])),
+        "images": [
+            {
+                "url": _media_url(request, image.file.name),
+                "thumbnail_url": _media_url(request, image.thumbnail.name),
+                "width": image.width,
+                "height": image.height,
+                "content_type": image.content_type,
+                "nsfw": image.nsfw,
+                "sha256": image.sha256,
+            }
+            for image in generation_images_for(generation, viewer)
+        ],
+    }
+
+
+def generation_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    path = request.path
+    if request.method != "GET":
+        return api_error(405, f"Method {request.method} is not allowed; use GET", path)
+    user = _authenticate(request, allow_session=True)
+    if user is None:
+        return unauthorized(path)
+    generation = generations_visible_to(user).filter(uuid=uuid).only("pk").first()
+    if generation is None:
+        return api_error(404, f"Generation {uuid} not found", path)
+    return JsonResponse(generation_json(request, generation.pk, user))
+
+
+PARAM_TYPES = {
+    "int": "integer",
+    "float": "number",
+    "bool": "boolean",
+    "choice": "string",
+    "text": "string",
+    "colors": "array of {r, g, b}",
+}
+
+
+def model_json(spec: ModelSpec, enabled: frozenset[str] | None = None) -> dict[str, Any]:
+    params: list[dict[str, Any]] = [
+        {"name": "prompt", "type": "string", "required": True, "maxLength": spec.prompt_max_length}
+    ]
+    if spec.size is not None:
+        params.append(
+            {
+                "name": "image_size",
+                "type": "string | {width, height}",
+                "default": spec.size.default,
+                "enum": list(spec.size.presets),
+                "width": {
+                    "minimum": spec.size.minimum,
+                    "maximum": spec.size.maximum,
+                    "multipleOf": spec.size.multiple,
+                },  # fmt: skip
+                "height": {
+                    "minimum": spec.size.minimum,
+                    "maximum": spec.size.maximum,
+                    "multipleOf": spec.size.multiple,
+                },  # fmt: skip
+            }
+        )
+    if spec.reference_image:
+        params.append(
+            {
+                "name": "image_url",
+                "type": "string",
+                "required": True,
+                "description": "The starting image: a data: URI, a studio image URL, or an "
+                "https URL the provider fetches.",
+            }
+        )
+    for name, value in spec.fixed.items():
+        params.append(
+            {"name": name, "type": "boolean", "required": False, "enum": [value], "default": value}
+        )
+    for param in spec.params:
+        entry: dict[str, Any] = {
+            "name": param.name,
+            "type": PARAM_TYPES[param.kind],
+            "required": False,
+            "description": param.help,
+        }
+        if param.default is not None:
+            entry["default"] = param.default
+        if param.minimum is not None:
+            entry["minimum"] = param.minimum
+        if param.maximum is not None:
+            entry["maximum"] = param.maximum
+        if param.choices:
+            entry["enum"] = [value for value, _ in param.choices]
+        params.append(entry)
+    return {
+        "id": spec.id,
+        "object": "model",
+        "type": "image",
+        "name": spec.label,
+        "description": spec.description,
+        "deprecated": spec.deprecated,
+        "enabled": enabled is None or spec.id in enabled,
+        "price_per_image_usd": str(spec.price),
+        "parameters": params,
+    }
+
+
+def models(request: HttpRequest) -> HttpResponse:
+    path = request.path
+    if request.method != "GET":
+        return api_error(405, f"Method {request.method} is not allowed; use GET", path)
+    if _authenticate(request, allow_session=True) is None:
+        return unauthorized(path)
+    enabled = enabled_model_ids()
+    return JsonResponse(
+        {"object": "list", "data": [model_json(s, enabled) for s in MODELS.values()]}
+    )
+
+
+def openapi(request: HttpRequest) -> HttpResponse:
+    from api.openapi import openapi_document
+
+    # Read-only like every other GET here (tests/test_csrf.py walks the URLs).
+    if request.method not in ("GET", "HEAD"):
+        return api_error(405, f"Method {request.method} is not allowed; use GET", request.path)
+    server = request.build_absolute_uri("/").rstrip("/")
+    return JsonResponse(openapi_document(server, enabled_model_ids()))

@@ -1,0 +1,422 @@
+"""The studio's pages: form validation, HTMX and plain-form paths, permission edges."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+from django.urls import reverse
+
+from generator import services
+from generator.models import Generation
+from generator.registry import FLUX_REALISM
+
+pytestmark = pytest.mark.django_db
+
+TREX = "A T-Rex relaxing on a beach, lying on a sun lounger and wearing sunglasses."
+VALID = {
+    "model": "flux-realism",
+    "prompt": TREX,
+    "image_size": "custom",
+    "width": "1472",
+    "height": "512",
+    "num_images": "1",
+    "num_inference_steps": "28",
+    "guidance_scale": "3.5",
+    "output_format": "jpeg",
+    "enable_safety_checker": "on",
+    "seed": "",
+}
+
+
+def make(owner: Any, visibility: str = "private", **params: Any) -> Generation:
+    body = {"model": "flux-realism", "prompt": "a lighthouse", "image_size": "square", **params}
+    return services.generation_create(
+        owner=owner, spec=FLUX_REALISM, body=body, visibility=visibility
+    )
+
+
+@pytest.fixture
+def owner_client(client, owner):
+    client.force_login(owner)
+    return client
+
+
+# --- Validation: each bad value gets an error at its field and reaches nobody -----------
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"width": "480"}, "width"),
+        ({"width": "1600"}, "width"),
+        ({"width": "1000"}, "width"),  # not a multiple of 32
+        ({"height": "2048"}, "height"),
+        ({"width": ""}, "width"),  # custom size without a width
+        ({"guidance_scale": "0.5"}, "guidance_scale"),
+        ({"guidance_scale": "21"}, "guidance_scale"),
+        ({"num_inference_steps": "0"}, "num_inference_steps"),
+        ({"num_inference_steps": "51"}, "num_inference_steps"),
+        ({"num_images": "0"}, "num_images"),
+        ({"num_images": "5"}, "num_images"),
+        ({"seed": "0"}, "seed"),
+        ({"seed": "-4"}, "seed"),
+        ({"seed": "abc"}, "seed"),
+        ({"seed": str(2**64)}, "seed"),
+        ({"prompt": "x" * 4001}, "prompt"),
+        ({"prompt": "   "}, "prompt"),
+        ({"model": "flux-imaginary"}, "model"),
+        ({"output_format": "gif"}, "output_format"),
+        ({"image_size": "poster"}, "image_size"),
+    ],
+)
+def test_bad_input_gets_a_field_error_and_no_provider_call(
+    owner_client, provider, changes, field, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = owner_client.post(reverse("generator:studio"), {**VALID, **changes})
+    assert response.status_code == 400
+    form = response.context["form"]
+    assert field in form.errors, form.errors
+    assert f'id="id_{field}_error"' in response.text
+    assert Generation.objects.count() == 0
+    assert callbacks == []
+    assert provider.generation_calls() == 0
+
+
+def test_a_4000_character_prompt_is_accepted(owner_client, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = owner_client.post(reverse("generator:studio"), {**VALID, "prompt": "y" * 4000})
+    assert response.status_code == 303
+    assert len(callbacks) == 1
+
+
+def test_the_request_body_is_exactly_the_documented_one(owner_client):
+    owner_client.post(reverse("generator:studio"), {**VALID, "seed": "42"})
+    generation = Generation.objects.get()
+    assert generation.params == {
+        "model": "flux-realism",
+        "prompt": TREX,
+        "image_size": {"width": 1472, "height": 512},
+        "num_images": 1,
+        "guidance_scale": 3.5,
+        "num_inference_steps": 28,
+        "seed": 42,
+        "output_format": "jpeg",
+        "enable_safety_checker": True,
+    }
+
+
+def test_defaults_fill_what_the_user_left_blank(owner_client):
+    owner_client.post(
+        reverse("generator:studio"),
+        {"model": "flux-realism", "prompt": "a fox", "image_size": "landscape_4_3"},
+    )
+    params = Generation.objects.get().params
+    assert params["image_size"] == "landscape_4_3"
+    assert params["num_images"] == 1
+    assert params["output_format"] == "jpeg"
+    assert "seed" not in params and "guidance_scale" not in params
+
+
+def test_a_plain_post_answers_303_to_the_generation(owner_client):
+    response = owner_client.post(reverse("generator:studio"), VALID)
+    generation = Generation.objects.get()
+    assert response.status_code == 303
+    assert response["Location"] == f"/generations/{generation.uuid}/"
+
+
+def test_an_htmx_post_swaps_in_the_new_card(owner_client):
+    response = owner_client.post(reverse("generator:studio"), VALID, headers={"HX-Request": "true"})
+    generation = Generation.objects.get()
+    assert response.status_code == 200
+    assert response.text.lstrip().startswith(f'<li id="generation-{generation.uuid}"')
+    assert 'hx-trigger="every 2s"' in response.text
+    assert "<html" not in response.text
+
+
+def test_an_htmx_post_with_errors_replaces_the_form(owner_client):
+    response = owner_client.post(
+        reverse("generator:studio"), {**VALID, "width": "7"}, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 200
+    assert response["HX-Retarget"] == "#generation-form"
+    assert response["HX-Reswap"] == "outerHTML"
+    assert response.text.lstrip().startswith('<form id="generation-form"')
+    assert "id_width_error" in response.text
+
+
+def test_the_studio_lists_only_the_users_generations(owner_client, owner, outsider):
+    mine = make(owner, prompt="mine")
+    theirs = make(outsider, prompt="theirs")
+    response = owner_client.get(reverse("generator:studio"))
+    assert f"generation-{mine.uuid}" in response.text
+    assert f"generation-{theirs.uuid}" not in response.text
+
+
+def test_a_finished_card_stops_polling(owner_client, owner):
+    generation = make(owner)
+    url = reverse("generator:detail", args=[generation.uuid]) + "?part=card"
+    running = owner_client.get(url, headers={"HX-Request": "true"})
+    assert "hx-trigger" in running.text
+    Generation.objects.filter(pk=generation.pk).update(status="failed", error="Boom <b>x</b>")
+    done = owner_client.get(url, headers={"HX-Request": "true"})
+    assert "hx-trigger" not in done.text
+    assert "Boom &lt;b&gt;x&lt;/b&gt;" in done.text
+
+
+def test_reuse_settings_fills_the_form_with_the_seed(owner_client, owner):
+    generation = make(owner, image_size={"width": 1472, "height": 512}, num_images=2)
+    Generation.objects.filter(pk=generation.pk).update(seed="3082066483")
+    form = owner_client.get(f"/?reuse={generation.uuid}").context["form"]
+    assert form["seed"].value() == "3082066483"
+    assert form["width"].value() == 1472 and form["image_size"].value() == "custom"
+    assert form["num_images"].value() == 2
+    without_seed = owner_client.get(f"/?reuse={generation.uuid}&seed=0").context["form"]
+    assert without_seed["seed"].value() is None
+
+
+def test_reuse_of_someone_elses_generation_is_ignored(owner_client, outsider):
+    generation = make(outsider, prompt="secret")
+    response = owner_client.get(f"/?reuse={generation.uuid}")
+    assert "secret" not in response.text
+
+
+# --- Permission edges -----------------------------------------------------------------------
+
+
+def test_pages_require_sign_in(client, owner):
+    generation = make(owner)
+    for url in ("/", f"/generations/{generation.uuid}/"):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/accounts/login/")
+    assert client.post("/", VALID).status_code == 302
+    assert Generation.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("persona", "status"), [("owner", 200), ("moderator", 200), ("outsider", 404)]
+)
+def test_generation_page_edges(client, request, owner, persona, status):
+    generation = make(owner)
+    client.force_login(request.getfixturevalue(persona))
+    assert client.get(f"/generations/{generation.uuid}/").status_code == status
+    part = client.get(f"/generations/{generation.uuid}/?part=card", headers={"HX-Request": "true"})
+    assert part.status_code == status
+
+
+@pytest.mark.parametrize("persona", ["owner", "teammate", "moderator"])
+def test_a_shared_generation_is_seen_by_the_team(client, request, owner, persona):
+    generation = make(owner, visibility="shared")
+    client.force_login(request.getfixturevalue(persona))
+    assert client.get(f"/generations/{generation.uuid}/").status_code == 200
+
+
+def test_an_unknown_generation_is_404(owner_client):
+    assert owner_client.get("/generations/00000000-0000-0000-0000-000000000000/").status_code == 404
+
+
+def test_mutating_views_reject_other_methods(owner_client, owner):
+    generation = make(owner)
+    assert owner_client.put("/").status_code == 405
+    assert owner_client.post(f"/generations/{generation.uuid}/").status_code == 405
+
+
+# --- Accounts ----------------------------------------------------------------------------------
+
+
+# --- Page hygiene -------------------------------------------------------------------------------
+
+
+class ScriptCollector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scripts: list[dict[str, str | None]] = []
+        self.inline_styles = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "script":
+            self.scripts.append(attributes)
+        if "style" in attributes or tag == "style":
+            self.inline_styles += 1
+        if any(name.startswith("hx-on") for name in attributes):
+            self.inline_styles += 1
+
+
+def test_pages_carry_a_strict_csp_with_nonced_scripts(owner_client):
+    response = owner_client.get("/")
+    csp = response["Content-Security-Policy"]
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    nonce = re.search(r"'nonce-([^']+)'", csp).group(1)
+    parser = ScriptCollector()
+    parser.feed(response.text)
+    assert parser.scripts and all(s.get("src") and s.get("nonce") == nonce for s in parser.scripts)
+    assert parser.inline_styles == 0
+    assert '"allowEval": false' in response.text
+    assert owner_client.get("/")["Content-Security-Policy"] != csp  # a fresh nonce
+
+
+def test_the_offline_banner_shows_on_every_page_when_on(client, owner_client, settings):
+    settings.OFFLINE_PROVIDER = True
+    assert "Offline demo provider" in owner_client.get("/").text
+    client.logout()
+    assert "Offline demo provider" in client.get("/accounts/login/").text
+    settings.OFFLINE_PROVIDER = False
+    assert "Offline demo provider" not in client.get("/accounts/login/").text
+
+
+def test_healthz_reports_database_and_broker(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+
+
+def test_healthz_fails_when_the_broker_is_unreachable(client, settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:9/0"
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1}
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["broker"].startswith("error")
+
+
+def test_changing_the_model_swaps_in_its_fields_keeping_values(owner_client):
+    query = {"model": "flux-realism", "prompt": "a kept prompt", "seed": "7", "unknown": "x"}
+    response = owner_client.get("/", query, headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert response.text.lstrip().startswith('<form id="generation-form"')
+    form = response.context["form"]
+    assert form["prompt"].value() == "a kept prompt" and form["seed"].value() == "7"
+    assert 'hx-get="/"' in response.text and 'hx-include="closest form"' in response.text
+    # Without JavaScript the same switch is a GET of the whole page.
+    page = owner_client.get("/", {**query, "switch": "1"})
+    assert "<html" in page.text and "a kept prompt" in page.text
+    assert Generation.objects.count() == 0
+
+
+def test_the_models_page_lists_every_model_with_its_limits(owner_client, owner, outsider, client):
+    from generator.models import Image
+    from generator.registry import MODELS
+
+    mine = make(owner, prompt="my lighthouse")
+    Image.objects.create(generation=mine, index=0, file=f"generations/{mine.uuid}/0.jpg",
+                         thumbnail=f"generations/{mine.uuid}/0_thumb.webp", width=512,
+                         height=512, format="jpeg", bytes=1, sha256="x")  # fmt: skip
+    Generation.objects.filter(pk=mine.pk).update(status="succeeded")
+    theirs = make(outsider, prompt="not yours")
+    Generation.objects.filter(pk=theirs.pk).update(status="succeeded")
+    response = owner_client.get("/models/")
+    assert response.status_code == 200
+    for spec in MODELS.values():
+        assert f"<code>{spec.id}</code>" in response.text
+    assert "512–1536" in response.text and "up to 4000 characters" in response.text
+    assert f"/media/generations/{mine.uuid}/0_thumb.webp" in response.text
+    assert "not yours" not in response.text
+    client.logout()
+    assert client.get("/models/").status_code == 302
+
+
+# --- Studio polish -------------------------------------------------------------------------
+
+
+def test_the_form_opens_with_the_last_settings_but_not_the_seed(owner_client, owner):
+    make(owner, image_size={"width": 1472, "height": 512}, num_inference_steps=12, seed=77)
+    Generation.objects.update(seed="77")
+    page = owner_client.get("/").content.decode()
+    assert 'name="width" value="1472"' in page
+    assert 'name="num_inference_steps" value="12"' in page
+    assert 'name="seed" value="77"' not in page
+
+
+def _failed(owner: Any, visibility: str = "shared") -> Generation:
+    generation = make(owner, visibility=visibility)
+    Generation.objects.filter(pk=generation.pk).update(status="failed", error="Provider said no")
+    generation.refresh_from_db()
+    return generation
+
+
+def test_a_failed_generation_shows_its_reason_and_retries_as_a_new_one(owner_client, owner):
+    failed = _failed(owner)
+    page = owner_client.get("/").content.decode()
+    assert "Provider said no" in page and reverse("generator:retry", args=[failed.uuid]) in page
+    response = owner_client.post(reverse("generator:retry", args=[failed.uuid]))
+    assert response.status_code == 303
+    retried = Generation.objects.exclude(pk=failed.pk).get()
+    assert response["Location"] == reverse("generator:detail", args=[retried.uuid])
+    assert retried.params == failed.params and retried.status == "queued"
+    failed.refresh_from_db()
+    assert failed.status == "failed"  # the history keeps the failure
+
+    htmx = owner_client.post(
+        reverse("generator:retry", args=[failed.uuid]), headers={"HX-Request": "true"}
+    )
+    assert htmx.status_code == 200 and htmx["HX-Reswap"] == "afterbegin"
+    assert 'class="card status-queued"' in htmx.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("persona", "visibility", "status"),
+    [("teammate", "shared", 403), ("outsider", "private", 404), ("moderator", "shared", 403)],
+)
+def test_only_the_owner_retries(client, request, owner, persona, visibility, status):
+    failed = _failed(owner, visibility)
+    client.force_login(request.getfixturevalue(persona))
+    assert client.post(reverse("generator:retry", args=[failed.uuid])).status_code == status
+    assert Generation.objects.count() == 1
+
+
+def test_retry_needs_sign_in_and_post(client, owner):
+    failed = _failed(owner)
+    url = reverse("generator:retry", args=[failed.uuid])
+    assert client.post(url).status_code == 302
+    client.force_login(owner)
+    assert client.get(url).status_code == 405
+    queued = make(owner)
+    assert client.post(reverse("generator:retry", args=[queued.uuid])).status_code == 403
+
+
+def assert_strict_csp(response: Any) -> None:
+    csp = response["Content-Security-Policy"]
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert "script-src 'self' 'nonce-" in csp and "style-src 'self'" in csp
+    nonce = re.search(r"'nonce-([^']+)'", csp).group(1)
+    parser = ScriptCollector()
+    parser.feed(response.text)
+    # Every script is a nonced file, never inline code; no style attributes, <style>
+    # blocks, hx-on handlers or on* event attributes, which the policy would block.
+    assert all(s.get("src") and s.get("nonce") == nonce for s in parser.scripts)
+    assert parser.inline_styles == 0
+    assert not re.search(r"<[^>]+\son[a-z]+\s*=", response.text)
+
+
+def test_every_page_has_a_strict_csp_and_no_inline_code(client, owner):
+    from accounts.tokens import api_token_create
+    from gallery.services import collection_create
+    from tests.conftest import with_role
+    from tests.gallery.test_gallery import make_generation, make_image
+
+    admin = with_role(owner, "admin")
+    generation = make_generation(admin)
+    image = make_image(generation)
+    collection_create(owner=admin, name="Moodboard")
+    api_token_create(user=admin, name="notebook")
+    anonymous = ["/accounts/login/", "/accounts/signup/", "/accounts/password_reset/"]
+    for path in anonymous:
+        assert_strict_csp(client.get(path))
+    client.force_login(admin)
+    pages = [
+        "/", f"/generations/{generation.uuid}/", "/gallery/", f"/images/{image.uuid}/",
+        f"/images/{image.uuid}/report/", "/gallery/collections/", "/gallery/settings/",
+        "/moderation/", "/audit/", "/members/", "/usage/", "/notifications/",
+        "/account/settings/", "/account/tokens/", "/policy/", "/models/",
+        "/accounts/password_change/",
+    ]  # fmt: skip
+    for path in pages:
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert_strict_csp(response)
+        partial = client.get(path, headers={"HX-Request": "true"})
+        assert "Content-Security-Policy" in partial, path
