@@ -197,11 +197,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
         # Visibility belongs to the generation: every image of it follows. Others'
         # generations are skipped unless the viewer moderates.
         generations = {image.generation_id: image.generation for image in images}
-        allowed = [
-            g
-            for g in generations.values()
-            if rules.may_change_visibility(request.user, g)
-        ]
+        allowed = [g for g in generations.values() if rules.may_change_visibility(request.user, g)]
         count = generation_visibility_set(
             generations=allowed,
             visibility="shared" if action == "share" else "private",
