@@ -12,7 +12,7 @@ import pytest
 from django.urls import reverse
 from PIL import Image as PILImage
 
-from generator import offline_provider as reference
+import offline_provider as reference
 from generator import services
 from generator.models import CostEntry, Generation, Image
 from generator.registry import CUSTOM_SIZE, MODELS, ModelSpec, get_model

@@ -26,7 +26,7 @@ import pytest
 import requests
 from PIL import Image
 
-from generator.offline_provider import ULTRA_SIZES, OfflineProvider, render_image
+from offline_provider import ULTRA_SIZES, OfflineProvider, render_image
 
 AUTH = {"Authorization": "Bearer test-key"}
 TREX = (

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from generator.offline_provider import OfflineProvider
+from offline_provider import OfflineProvider
 
 
 def _fraction(value: str) -> float:
