@@ -470,10 +470,10 @@ def _read_line(stream: Any, timeout: float) -> str:
     return lines[0] if lines else ""
 
 
-def test_management_command_serves_until_sigterm() -> None:
+def test_python_m_offline_provider_serves_until_sigterm() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "offline_provider", "--port", "0", "--key", "k"],
+        [sys.executable, "-m", "offline_provider", "--port", "0", "--key", "k"],
         cwd=PROJECT_DIR,
         env=env,
         stdout=subprocess.PIPE,
@@ -496,6 +496,9 @@ def test_management_command_serves_until_sigterm() -> None:
             timeout=30,
         )
         assert response.status_code == 200
+        image = download(response.json()["images"][0]["url"])
+        assert image.status_code == 200
+        assert Image.open(io.BytesIO(image.content)).format == "JPEG"
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
@@ -503,7 +506,8 @@ def test_management_command_serves_until_sigterm() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
-    _, stderr = process.communicate()
+    stdout, stderr = process.communicate()
+    assert stdout == "offline provider stopped\n"
     # One access-log line per request, on stderr only.
     assert "POST /v1/images/generations" in stderr
     assert "Traceback" not in stderr
