@@ -1,8 +1,8 @@
 """The documented per-model rules: which fields each model takes, their bounds, its
 answer shape and default format, and the sizes it renders (aimlapi.md §3 and §4).
 
-Written from the docs and kept apart from the studio's model registry on purpose: the offline
-provider checks the studio, so it must not share the studio's mistakes.
+Written from the docs and kept apart from the studio's model registry on purpose: the
+offline provider checks the studio, so it must not share the studio's mistakes.
 """
 
 from __future__ import annotations
