@@ -98,7 +98,7 @@ def main() -> None:
 
     try:
         provider = spawn(
-            [python, "manage.py", "offline_provider", "--port", "0", "--key", "bench-key",
+            [python, "-m", "offline_provider", "--port", "0", "--key", "bench-key",
              "--latency", str(args.latency)],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip

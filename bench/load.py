@@ -138,7 +138,7 @@ def main() -> None:
 
     try:
         provider = spawn(
-            [python, "manage.py", "offline_provider", "--port", "0", "--key", "load-key",
+            [python, "-m", "offline_provider", "--port", "0", "--key", "load-key",
              "--latency", str(args.latency)],
             stdout=subprocess.PIPE, stderr=log, text=True,
         )  # fmt: skip

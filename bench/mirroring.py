@@ -52,7 +52,7 @@ def main() -> None:
 
     from generator import client
     from generator.imaging import THUMBNAIL_SIZE, THUMBNAIL_WEBP, _fitted, check_image
-    from generator.offline_provider import render_image
+    from offline_provider import render_image
 
     data = render_image(
         "flux-realism", "a lighthouse on a cliff at dusk", "bench", 7, 1024, 768, "jpeg"

@@ -84,7 +84,7 @@ class Stack:
         python = sys.executable
         before = len(self.procs)
         provider = self.spawn(
-            [python, "manage.py", "offline_provider", "--port", "0", "--key", "bench-key",
+            [python, "-m", "offline_provider", "--port", "0", "--key", "bench-key",
              "--latency", str(latency)],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip

@@ -22,7 +22,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-from generator.offline_provider import OfflineProvider
+from offline_provider import OfflineProvider
 
 TEST_PROVIDER_KEY = "test-provider-key-not-secret"
 PASSWORD = "correct horse battery staple"

@@ -22,7 +22,7 @@ from gallery.downloads import parameters_text
 from gallery.models import Collection, Favourite, Preferences
 from generator.imaging import check_image
 from generator.models import Generation, Image
-from generator.offline_provider import render_image
+from offline_provider import render_image
 
 pytestmark = pytest.mark.django_db
 

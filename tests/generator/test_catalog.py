@@ -12,8 +12,8 @@ import pytest
 from django.urls import reverse
 from PIL import Image as PILImage
 
+import offline_provider as reference
 from accounts.tokens import api_token_create
-from generator import offline_provider as reference
 from generator import services
 from generator.models import CostEntry, Generation, Image
 from generator.registry import CUSTOM_SIZE, MODELS, ModelSpec, get_model

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from generator import client
-from generator.offline_provider import OfflineProvider
+from offline_provider import OfflineProvider
 
 
 @pytest.fixture

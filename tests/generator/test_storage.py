@@ -19,7 +19,7 @@ from PIL import Image as PILImage
 
 from generator.imaging import check_image
 from generator.models import Generation, Image
-from generator.offline_provider import render_image
+from offline_provider import render_image
 
 BUCKET = "studio-media"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from generator.offline_provider import OfflineProvider
+from offline_provider import OfflineProvider
 from tests.conftest import ROOT, wait_for
 
 pytestmark = pytest.mark.worker

@@ -23,8 +23,8 @@ from django.utils import timezone
 
 from generator.imaging import check_image
 from generator.models import Generation, Image
-from generator.offline_provider import render_image
 from generator.registry import IMAGE_SIZE_PRESETS, MODELS
+from offline_provider import render_image
 
 USER_PREFIX = "bench-"
 ADJECTIVES = (

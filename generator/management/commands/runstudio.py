@@ -61,7 +61,7 @@ class Command(BaseCommand):
             "offline-provider",
             [
                 python,
-                "manage.py",
+                "-m",
                 "offline_provider",
                 "--host",
                 "127.0.0.1",

@@ -1,4 +1,5 @@
-"""The offline provider over real HTTP: auth, validation, shapes, files, failures.
+"""The offline provider over real HTTP: auth, validation, shapes, files, failures, and
+its command line (`python -m offline_provider`) as a separate process.
 
 No database: the server is plain standard library, started in a thread per test.
 """
@@ -18,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,8 @@ import pytest
 import requests
 from PIL import Image
 
-from generator.offline_provider import ULTRA_SIZES, OfflineProvider, render_image
+import offline_provider.__main__ as offline_provider_cli
+from offline_provider import ULTRA_SIZES, OfflineProvider, render_image
 
 AUTH = {"Authorization": "Bearer test-key"}
 TREX = (
@@ -34,7 +37,7 @@ TREX = (
     "The ocean is visible in the background."
 )
 REALISM = {"model": "flux-realism", "prompt": TREX, "image_size": {"width": 1472, "height": 512}}
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -470,25 +473,35 @@ def _read_line(stream: Any, timeout: float) -> str:
     return lines[0] if lines else ""
 
 
-def test_management_command_serves_until_sigterm() -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+@contextmanager
+def command_line(*flags: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`python -m offline_provider --port 0 *flags` from the repository root, as runstudio
+    and the benchmarks start it; yields the process and the base URL it printed."""
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "offline_provider", "--port", "0", "--key", "k"],
+        [sys.executable, "-m", "offline_provider", "--port", "0", *flags],
         cwd=PROJECT_DIR,
-        env=env,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         line = _read_line(process.stdout, timeout=60)
+        # The format runstudio and the benchmarks parse: the URL is the last word.
         match = re.fullmatch(
             r"offline provider listening on (http://127\.0\.0\.1:(\d+)/v1)\n", line
         )
         assert match, line
-        base_url = match.group(1)
         assert int(match.group(2)) > 0
+        yield process, match.group(1)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
+
+def test_python_m_offline_provider_serves_until_sigterm() -> None:
+    with command_line("--key", "k") as (process, base_url):
         response = requests.post(
             f"{base_url}/images/generations",
             json=REALISM,
@@ -496,14 +509,90 @@ def test_management_command_serves_until_sigterm() -> None:
             timeout=30,
         )
         assert response.status_code == 200
+        image = download(response.json()["images"][0]["url"])
+        assert image.status_code == 200
+        assert Image.open(io.BytesIO(image.content)).format == "JPEG"
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    _, stderr = process.communicate()
+    stdout, stderr = process.communicate()
+    assert stdout == "offline provider stopped\n"
     # One access-log line per request, on stderr only.
     assert "POST /v1/images/generations" in stderr
     assert "Traceback" not in stderr
+
+
+def test_the_command_line_flags_reach_the_server() -> None:
+    flags = ("--key", "k", "--status", "201", "--nsfw-words", "lounger, ", "--latency", "0.2")
+    with command_line(*flags) as (process, base_url):
+        response = requests.post(
+            f"{base_url}/images/generations",
+            json=REALISM,
+            headers={"Authorization": "Bearer k"},
+            timeout=30,
+        )
+        wrong_key = requests.post(
+            f"{base_url}/images/generations",
+            json=REALISM,
+            headers={"Authorization": "Bearer other"},
+            timeout=30,
+        )
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+
+    assert response.status_code == 201
+    assert response.json()["has_nsfw_concepts"] == [True]
+    assert response.json()["timings"]["inference"] >= 0.2
+    assert wrong_key.status_code == 401
+
+
+def test_the_command_line_injects_failures_at_the_given_rate() -> None:
+    with command_line("--fail-rate", "1", "--fail-status", "503") as (process, base_url):
+        response = requests.post(
+            f"{base_url}/images/generations", json=REALISM, headers=AUTH, timeout=30
+        )
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+
+    assert assert_flat_error(response, 503)["message"] == "Service unavailable"
+
+
+@pytest.mark.parametrize(
+    "flags", [["--fail-rate", "1.5"], ["--status", "202"], ["--latency", "soon"]]
+)
+def test_the_command_line_refuses_bad_values(
+    flags: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        offline_provider_cli.main(flags)
+
+    assert exit_info.value.code == 2
+    assert flags[0] in capsys.readouterr().err
+
+
+def test_the_command_line_reports_a_port_in_use(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert offline_provider_cli.main(["--port", str(port)]) == 1
+
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_importing_the_package_loads_no_django() -> None:
+    # It must run where the studio's settings and apps are not installed.
+    script = (
+        "import sys, offline_provider, offline_provider.__main__; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'django'))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    assert result.stdout == "[]\n"
