@@ -1,7 +1,7 @@
 """Mirroring one image, against the bare Pillow floor measured in the same run.
 
 The studio's mirror path for a 1024×768 JPEG (the offline provider's art): download
-over HTTP with every URL and address check (client.fetch_image), verify, decode and
+over HTTP with every URL and address check (fetch.fetch_image), verify, decode and
 thumbnail (imaging.check_image), and store the original and the WebP thumbnail
 (default_storage, the filesystem here). The floor is Pillow alone on the same bytes in
 memory: open, decode at the scale the thumbnail needs, thumbnail, encode the WebP, the
@@ -50,7 +50,7 @@ def main() -> None:
     from django.core.files.storage import default_storage
     from PIL import Image
 
-    from generator import client
+    from generator import fetch
     from generator.imaging import THUMBNAIL_SIZE, THUMBNAIL_WEBP, _fitted, check_image
     from offline_provider import render_image
 
@@ -73,15 +73,15 @@ def main() -> None:
         deadline = time.monotonic() + 10
         while True:
             try:
-                client.fetch_image(url)
+                fetch.fetch_image(url)
                 break
-            except client.MirrorError:
+            except fetch.MirrorError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
 
         def mirror(i: int) -> None:
-            raw = client.fetch_image(url)
+            raw = fetch.fetch_image(url)
             checked = check_image(raw, max_pixels=40_000_000)
             base = f"generations/bench/{i % 4}"
             default_storage.save(f"{base}.{checked.extension}", ContentFile(checked.content))

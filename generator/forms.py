@@ -9,7 +9,7 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from generator import client
+from generator import fetch
 from generator.imaging import InvalidImage, prepare_reference
 from generator.models import Image
 from generator.registry import (
@@ -248,8 +248,8 @@ class GenerationForm(forms.Form):
         url = cleaned["image_url"].strip()
         if url[:5].lower() == "data:":
             try:
-                data = client.decode_b64_image(url)
-            except client.MirrorError as exc:
+                data = fetch.decode_b64_image(url)
+            except fetch.MirrorError as exc:
                 self.add_error("image_url", str(exc))
                 return None
             return self._prepared(data, "image_url")

@@ -36,7 +36,7 @@ from accounts import rules
 from accounts.errors import BudgetExhausted, InvalidRequest, LimitReached
 from accounts.services import default_visibility_of, member_of
 from audit.services import audit_record
-from generator import client
+from generator import fetch, provider
 from generator.imaging import InvalidImage, check_image
 from generator.models import CostEntry, Generation, Image, ModelSetting
 from generator.registry import ModelSpec, get_model
@@ -451,8 +451,8 @@ def generation_call(*, generation_id: int, policy: RetryPolicy | None = None) ->
         # The call waits 3-30 s; 32 of them in flight must not pin 32 DB connections.
         connection.close()
     try:
-        result = client.generate_images(generation_request_body(generation))
-    except client.TransientProviderError as exc:
+        result = provider.generate_images(generation_request_body(generation))
+    except provider.TransientProviderError as exc:
         reason = f"The provider did not answer this time: {exc.message}"
         if generation.attempts >= policy.max_attempts:
             _fail(
@@ -464,14 +464,14 @@ def generation_call(*, generation_id: int, policy: RetryPolicy | None = None) ->
         countdown = policy.delay(generation.attempts, exc.retry_after)
         _release_for_retry(generation, countdown, reason)
         raise RetryLater(countdown, reason) from exc
-    except client.ProviderError as exc:
+    except provider.ProviderError as exc:
         _fail(generation, exc.message, status=exc.status or 502)
         return
 
     _save_provider_result(generation, result)
 
 
-def _save_provider_result(generation: Generation, result: client.ProviderResult) -> None:
+def _save_provider_result(generation: Generation, result: provider.ProviderResult) -> None:
     wanted = generation.num_images
     images = []
     for index, image in enumerate(result.images[:wanted]):
@@ -487,8 +487,8 @@ def _save_provider_result(generation: Generation, result: client.ProviderResult)
             # An inline image has no URL to come back to: keep its bytes before the
             # answer is committed, so the mirror step can run (and re-run) from them.
             try:
-                content = client.decode_b64_image(image.b64_json)
-            except client.MirrorError as exc:
+                content = fetch.decode_b64_image(image.b64_json)
+            except fetch.MirrorError as exc:
                 _fail(generation, f"Image {index + 1} in the provider's answer: {exc}")
                 return
             name = f"generations/{generation.uuid}/incoming/{index}.bin"
@@ -604,9 +604,9 @@ def generation_mirror(*, generation_id: int, policy: RetryPolicy | None = None) 
                 with default_storage.open(entry["stored"], "rb") as fh:
                     data = fh.read()
             else:
-                data = client.fetch_image(entry["url"])
+                data = fetch.fetch_image(entry["url"])
             checked = check_image(data, max_pixels=settings.MIRROR_MAX_PIXELS)
-        except client.TransientMirrorError as exc:
+        except fetch.TransientMirrorError as exc:
             reason = f"Copying image {index + 1} failed for now: {exc}"
             if generation.mirror_attempts >= policy.max_attempts:
                 _fail(generation, f"Could not copy image {index + 1}: {exc}")
@@ -614,7 +614,7 @@ def generation_mirror(*, generation_id: int, policy: RetryPolicy | None = None) 
             countdown = policy.delay(generation.mirror_attempts, None)
             _release_for_retry(generation, countdown, reason)
             raise RetryLater(countdown, reason) from exc
-        except client.MirrorError as exc:
+        except fetch.MirrorError as exc:
             _fail(generation, f"Could not copy image {index + 1}: {exc}")
             return
         except InvalidImage as exc:

@@ -22,7 +22,7 @@ def worker_commands(
     image_concurrency = image_concurrency or settings.WORKER_IMAGE_CONCURRENCY
     return {
         # Provider calls only wait on the network: many threads, bounded by the HTTP
-        # timeouts in generator/client.py (Celery time limits do not apply to threads).
+        # timeouts in generator/provider/client.py (Celery time limits do not apply to threads).
         "worker-provider": celery_base(python)
         + [
             "worker",

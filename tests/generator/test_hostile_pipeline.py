@@ -1,7 +1,8 @@
 """A hostile provider and CDN, end to end through the services: every answer ends in a
 failed generation with a reason (or a safely re-encoded image), no request reaches a
 blocked address, and memory stays bounded. The per-URL and per-byte rules themselves
-are proven in test_client.py and test_imaging.py; this is the generation's view."""
+are proven in generator/test_provider_client.py, generator/test_fetch.py and
+test_imaging.py; this is the generation's view."""
 
 from __future__ import annotations
 
@@ -18,7 +19,14 @@ from PIL import Image as PILImage
 from generator import services
 from generator.models import Generation
 from generator.registry import FLUX_REALISM
-from tests.test_client import FakeServer, Reply, fake, json_reply, provider_url, record_connects
+from tests.generator.http_fakes import (
+    FakeServer,
+    Reply,
+    fake,
+    json_reply,
+    provider_url,
+    record_connects,
+)
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ import io
 import pytest
 from PIL import Image
 
-from generator import client
+from generator import fetch, provider
 from offline_provider import OfflineProvider
 
 
@@ -24,18 +24,18 @@ def local_provider(settings):
 
 
 def test_the_providers_own_images_are_mirrored_with_only_key_and_base_url(local_provider):
-    result = client.generate_images(
+    result = provider.generate_images(
         {"model": "flux-realism", "prompt": "a fox", "image_size": "square"}
     )
-    data = client.fetch_image(result.images[0].url)
+    data = fetch.fetch_image(result.images[0].url)
     assert Image.open(io.BytesIO(data)).size == (512, 512)
 
 
 def test_another_port_on_the_same_host_is_not_the_provider(local_provider):
     other = OfflineProvider().start()
     try:
-        with pytest.raises(client.PermanentMirrorError):
-            client.fetch_image(f"{other.origin}/files/x.png")
+        with pytest.raises(fetch.PermanentMirrorError):
+            fetch.fetch_image(f"{other.origin}/files/x.png")
     finally:
         other.stop()
 
@@ -43,11 +43,11 @@ def test_another_port_on_the_same_host_is_not_the_provider(local_provider):
 def test_other_private_hosts_stay_blocked(local_provider):
     for url in ("http://127.0.0.2/x.png", "http://169.254.169.254/latest/meta-data",
                 "https://localhost/x.png", "http://10.0.0.5/x.png"):  # fmt: skip
-        with pytest.raises(client.PermanentMirrorError):
-            client.check_mirror_url(url)
+        with pytest.raises(fetch.PermanentMirrorError):
+            fetch.check_mirror_url(url)
 
 
 def test_userinfo_on_the_provider_origin_is_refused(local_provider):
     url = local_provider.origin.replace("http://", "http://user@") + "/files/x.png"
-    with pytest.raises(client.PermanentMirrorError):
-        client.check_mirror_url(url)
+    with pytest.raises(fetch.PermanentMirrorError):
+        fetch.check_mirror_url(url)
