@@ -1,0 +1,174 @@
+"""What every step shares: sending a generation's message after commit, claiming it
+with one conditional UPDATE (so a message delivered twice does the work once),
+releasing it for a retry, failing it with a reason, and the sweep that re-sends what
+a lost message or a dead worker left behind."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from generator.models import Generation
+
+logger = logging.getLogger(__name__)
+
+Status = Generation.Status
+Step = Generation.Step
+
+
+class RetryLater(Exception):
+    """The step hit a transient error and released its claim; try again later."""
+
+    def __init__(self, countdown: float, reason: str) -> None:
+        super().__init__(reason)
+        self.countdown = countdown
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    delay: Callable[[int, float | None], float]
+
+
+def retry_delay(attempt: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter; a provider's Retry-After wins, within bounds."""
+    cap = settings.GENERATION_RETRY_MAX
+    if retry_after is not None:
+        return min(max(retry_after, 1.0), cap)
+    base = settings.GENERATION_RETRY_BASE * 2 ** max(attempt - 1, 0)
+    return min(cap, base) * random.uniform(0.5, 1.0)
+
+
+def default_policy(*, mirror: bool = False) -> RetryPolicy:
+    limit = settings.GENERATION_MAX_MIRROR_ATTEMPTS if mirror else settings.GENERATION_MAX_ATTEMPTS
+    return RetryPolicy(max_attempts=limit, delay=retry_delay)
+
+
+def send_on_commit(generation: Generation) -> None:
+    # robust=True: with the broker down the user still gets their queued generation
+    # (the row is committed) and the sweep sends the message later.
+    transaction.on_commit(
+        partial(send, generation.pk, generation.step, generation.priority), robust=True
+    )
+
+
+def send(generation_id: int, step: str, priority: int = 0) -> None:
+    from generator.tasks import generation_call as generation_call_task
+    from generator.tasks import generation_mirror as generation_mirror_task
+
+    task = generation_call_task if step == Step.CALL else generation_mirror_task
+    task.apply_async((generation_id,), priority=priority)
+
+
+def claim(generation_id: int, step: str) -> Generation | None:
+    now = timezone.now()
+    token = uuid.uuid4()
+    counter = "attempts" if step == Step.CALL else "mirror_attempts"
+    lease = timedelta(seconds=settings.GENERATION_LEASE_SECONDS)
+    claimed = (
+        Generation.objects.filter(
+            pk=generation_id, step=step, status__in=(Status.QUEUED, Status.RUNNING)
+        )
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(
+            status=Status.RUNNING,
+            lease_until=now + lease,
+            claim_token=token,
+            started_at=Coalesce("started_at", Value(now)),
+            **{counter: F(counter) + 1},
+        )
+    )
+    if not claimed:
+        return None
+    return Generation.objects.get(pk=generation_id)
+
+
+def update_held(generation: Generation, **fields: Any) -> bool:
+    """Write `fields` only if this worker still holds the generation."""
+    return bool(
+        Generation.objects.filter(pk=generation.pk, claim_token=generation.claim_token).update(
+            **fields
+        )
+    )
+
+
+def release_for_retry(generation: Generation, countdown: float, reason: str) -> None:
+    grace = settings.GENERATION_QUEUE_GRACE_SECONDS
+    update_held(
+        generation,
+        lease_until=None,
+        claim_token=None,
+        error=reason,
+        sweep_after=timezone.now() + timedelta(seconds=countdown + grace),
+    )
+
+
+def fail(generation: Generation, message: str, *, status: int | None = None) -> None:
+    now = timezone.now()
+    update_held(
+        generation,
+        status=Status.FAILED,
+        error=message[:2000],
+        error_status=status,
+        lease_until=None,
+        claim_token=None,
+        finished_at=now,
+    )
+    delete_incoming(generation)
+    logger.info("generation %s failed: %s", generation.uuid, message)
+
+
+def generation_sweep(*, limit: int = 500) -> int:
+    """Re-send the message of every unfinished generation nobody is working on.
+
+    Covers a message lost between commit and broker, a broker that was down at
+    submit, and a worker that died holding a lease. Returns how many were re-sent.
+    """
+    now = timezone.now()
+    grace = timedelta(seconds=settings.GENERATION_QUEUE_GRACE_SECONDS)
+    with transaction.atomic():
+        due = list(
+            Generation.objects.select_for_update(skip_locked=True)
+            .filter(status__in=(Status.QUEUED, Status.RUNNING))
+            .filter(Q(lease_until__isnull=True, sweep_after__lt=now) | Q(lease_until__lt=now))
+            .order_by("sweep_after")
+            .only("pk", "step", "uuid", "priority")[:limit]
+        )
+        for generation in due:
+            # An expired lease is void: its holder is presumed dead and may no longer
+            # write, and the row waits for the re-sent message like a queued one.
+            Generation.objects.filter(pk=generation.pk).update(
+                sweep_after=now + grace, lease_until=None, claim_token=None
+            )
+            send_on_commit(generation)
+    if due:
+        logger.info("sweep re-sent %d generation(s)", len(due))
+    return len(due)
+
+
+def delete_incoming(generation: Generation) -> None:
+    stored = [e["stored"] for e in generation.provider_images or [] if e.get("stored")]
+    for name in stored:
+        try:
+            default_storage.delete(name)
+        except OSError:
+            logger.warning("could not delete %s", name)
+    if stored:
+        try:
+            os.rmdir(default_storage.path(f"generations/{generation.uuid}/incoming"))
+        except (NotImplementedError, OSError):
+            pass  # object stores have no folders; a non-empty one is left for inspection
