@@ -145,7 +145,14 @@ def may_report(user: Any, image: Any, generation: Any) -> bool:
 
 
 def may_delete_image(user: Any, generation: Any) -> bool:
+    """Deleting any image is a moderation decision; an owner deletes their own."""
     return is_active(user) and (generation.owner_id == user.pk or may_moderate(user))
+
+
+def may_delete_own_image(user: Any, generation: Any) -> bool:
+    """The gallery's bulk delete: one's own work only, moderators included (removing
+    someone else's is a moderation decision, made on the moderation page)."""
+    return is_active(user) and generation.owner_id == user.pk
 
 
 # --- Objects: people ----------------------------------------------------------------------

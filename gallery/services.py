@@ -76,7 +76,7 @@ def image_delete_many(*, user: AbstractBaseUser, images: Iterable[Image]) -> int
     Others' images are skipped, moderators included: removing someone's work is a
     moderation decision, not a bulk action. The generation stays (the studio keeps its
     history); the files go once the rows are gone for good."""
-    own = [image for image in images if image.generation.owner_id == user.pk]
+    own = [image for image in images if rules.may_delete_own_image(user, image.generation)]
     if not own:
         return 0
     names = [name for image in own for name in (image.file.name, image.thumbnail.name) if name]
@@ -110,6 +110,7 @@ def image_report(
     if reason not in Report.Reason.values:
         raise InvalidRequest("Choose a reason.")
     if image.generation.owner_id == reporter.pk:
+        # Said plainly, since the owner's way out is another action.
         raise Refused("You cannot report your own image; delete or hide it instead.")
     rules.require(rules.may_report(reporter, image, image.generation), "You cannot see this image.")
     report = (

@@ -125,6 +125,7 @@ def image_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
     context = {
         "image": image,
         "generation": generation,
+        "can_change_visibility": rules.may_change_visibility(request.user, generation),
         "form": form,
         "filter_query": form.querystring(),
         "newer": newer,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Prefetch, Q, QuerySet
 
-from accounts.rules import is_active, may_moderate
+from accounts.rules import is_active, may_moderate, may_see_image
 from generator.models import Generation, Image, ModelSetting
 from generator.registry import MODELS
 
@@ -40,10 +40,7 @@ def images_visible_to(viewer: AbstractBaseUser) -> QuerySet[Image]:
 def generation_images_for(generation: Generation, viewer: AbstractBaseUser) -> list[Image]:
     """The generation's images `viewer` may see (all for the owner and moderators),
     from its prefetched images."""
-    images = list(generation.images.all())
-    if generation.owner_id == viewer.pk or may_moderate(viewer):
-        return images
-    return [image for image in images if image.review == Image.Review.VISIBLE]
+    return [image for image in generation.images.all() if may_see_image(viewer, image, generation)]
 
 
 def generation_list_for_owner(*, owner: AbstractBaseUser, limit: int = 30) -> QuerySet[Generation]:

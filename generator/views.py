@@ -155,6 +155,8 @@ def generation_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     generation = _get_generation_for_user(request, uuid)
     context = {
         "generation": generation,
+        "can_retry": rules.may_retry(request.user, generation),
+        "can_change_visibility": rules.may_change_visibility(request.user, generation),
         "images": selectors.generation_images_for(generation, request.user),
         # Image-to-image results that started from this one, as far as the viewer may see.
         "derived": selectors.generations_visible_to(request.user)

@@ -63,6 +63,7 @@ OBJECT_RULES = {
     "may_retry": "test_object_rules_for_each_persona",
     "may_report": "test_object_rules_for_each_persona",
     "may_delete_image": "test_object_rules_for_each_persona",
+    "may_delete_own_image": "test_object_rules_for_each_persona",
     "may_revoke_token": "test_object_rules_for_each_persona",
     "suspend_refusal": "test_who_may_suspend_reinstate_and_approve_whom",
     "reinstate_refusal": "test_who_may_suspend_reinstate_and_approve_whom",
@@ -152,14 +153,15 @@ def test_object_rules_for_each_persona(people):
     token, _ = api_token_create(user=people["owner"], name="ci")
     expected = {
         # persona: (change visibility, retry, report the shared held image,
-        #           report the private one, delete, revoke the owner's token)
-        "owner": (True, True, False, False, True, True),
-        "teammate": (False, False, True, False, False, False),
-        "viewer": (False, False, True, False, False, False),
-        "moderator": (True, False, True, True, True, False),
-        "admin": (True, False, True, True, True, True),
-        "suspended": (False, False, False, False, False, False),
-        "pending": (False, False, False, False, False, False),
+        #           report the private one, delete, revoke the owner's token,
+        #           delete in bulk as one's own)
+        "owner": (True, True, False, False, True, True, True),
+        "teammate": (False, False, True, False, False, False, False),
+        "viewer": (False, False, True, False, False, False, False),
+        "moderator": (True, False, True, True, True, False, False),
+        "admin": (True, False, True, True, True, True, False),
+        "suspended": (False, False, False, False, False, False, False),
+        "pending": (False, False, False, False, False, False, False),
     }
     for persona, user in people.items():
         got = (
@@ -169,6 +171,7 @@ def test_object_rules_for_each_persona(people):
             rules.may_report(user, visible, private),
             rules.may_delete_image(user, private),
             rules.may_revoke_token(user, token),
+            rules.may_delete_own_image(user, private),
         )
         assert got == expected[persona], persona
 
