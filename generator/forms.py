@@ -109,6 +109,7 @@ class GenerationForm(forms.Form):
         error_messages={"invalid_choice": "Unknown model %(value)s; choose one from the list."},
     )
 
+    # Long on purpose: the fields are built from the registry entry, one block per concern.
     def __init__(
         self,
         *args: Any,

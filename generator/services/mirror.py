@@ -30,6 +30,7 @@ Status = Generation.Status
 Step = Generation.Step
 
 
+# Long on purpose: claim, copy each image, finish or release, in one readable sequence.
 def generation_mirror(*, generation_id: int, policy: RetryPolicy | None = None) -> None:
     """Copy every image of the provider's answer into our storage.
 
