@@ -4,8 +4,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
-from accounts import rules
-from accounts.models import Notification
+from accounts import rules, selectors
 
 
 def studio(request: HttpRequest) -> dict[str, object]:
@@ -23,10 +22,6 @@ def studio(request: HttpRequest) -> dict[str, object]:
         "studio_can_set_budgets": active and rules.may_set_budgets(user),
         # Lazy: one COUNT only on pages that show the header.
         "unread_notifications": SimpleLazyObject(
-            lambda: (
-                Notification.objects.filter(user=user, read_at__isnull=True).count()
-                if active
-                else 0
-            )
+            lambda: selectors.unread_count(user) if active else 0
         ),
     }

@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts import rules
+from accounts import rules, selectors
 from accounts import services as members
 from accounts.errors import StudioError
 from accounts.forms import (
@@ -29,7 +29,7 @@ from accounts.forms import (
     SignupForm,
     form_errors,
 )
-from accounts.models import Notification, Visibility
+from accounts.models import Visibility
 from accounts.roles import GROUP_NAMES, role_from_groups, role_of
 from audit import selectors as audit_selectors
 from audit.services import ACTIONS
@@ -46,10 +46,7 @@ AUDIT_PAGE_SIZE = 100
 def member_list(request: HttpRequest) -> HttpResponse:
     if not rules.may_view_members(request.user):
         raise PermissionDenied("Your role does not allow this page")
-    User = get_user_model()
-    users = list(
-        User.objects.select_related("member").prefetch_related("groups").order_by("username")
-    )
+    users = list(selectors.people_for_members_page())
     rows = [
         {
             "user": user,
@@ -220,7 +217,7 @@ def notifications(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         members.notifications_read(user=request.user)
         return see_other(reverse("accounts:notifications"))
-    items = Notification.objects.filter(user=request.user).order_by("-created_at", "-id")[:100]
+    items = selectors.notifications_of(request.user)
     return render(request, "accounts/notifications.html", {"items": items})
 
 
