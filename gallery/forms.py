@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
 from django import forms
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils.http import urlencode
 
 from gallery.models import Collection, Preferences
@@ -12,6 +14,10 @@ from gallery.selectors import ORIENTATIONS, Filters
 from generator.registry import IMAGE_SIZE_PRESETS, MODELS
 
 SIZE_PATTERN = re.compile(r"^\d{2,5}x\d{2,5}$")
+
+
+EARLIEST = dt.date(1970, 1, 1)
+LATEST = dt.date(9998, 12, 31)
 
 
 class FilterForm(forms.Form):
@@ -24,11 +30,19 @@ class FilterForm(forms.Form):
     model = forms.ChoiceField(required=False)
     author = forms.ChoiceField(required=False)
     size = forms.ChoiceField(required=False)
+    # Bounded so that "the day after" and time-zone shifts stay within what datetime
+    # can hold: 9999-12-31 would overflow where the query adds a day.
     date_from = forms.DateField(
-        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+        required=False,
+        label="From",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        validators=[MinValueValidator(EARLIEST), MaxValueValidator(LATEST)],
     )
     date_to = forms.DateField(
-        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+        required=False,
+        label="To",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        validators=[MinValueValidator(EARLIEST), MaxValueValidator(LATEST)],
     )
     nsfw = forms.ChoiceField(
         required=False,

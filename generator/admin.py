@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest
 
 from generator.models import BlockedTerm, CostEntry, Generation, Image
 
@@ -33,4 +34,17 @@ class CostEntryAdmin(admin.ModelAdmin):
 
 @admin.register(BlockedTerm)
 class BlockedTermAdmin(admin.ModelAdmin):
+    """Read-only here: terms are added and removed on the policy page, whose service
+    checks a pattern compiles and writes the audit log (one validated write path)."""
+
     list_display = ("pattern", "is_regex", "created_by", "created_at")
+    readonly_fields = ("pattern", "is_regex", "created_by", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

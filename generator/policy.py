@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -10,6 +11,8 @@ from accounts import rules
 from accounts.errors import InvalidRequest
 from audit.services import audit_record
 from generator.models import BlockedTerm
+
+logger = logging.getLogger(__name__)
 
 
 def blocked_term_add(*, pattern: str, is_regex: bool, by: AbstractBaseUser) -> BlockedTerm:
@@ -39,7 +42,13 @@ def prompt_violation(prompt: str) -> str | None:
     """The blocked term `prompt` contains, or None. Words match whole and case-blind."""
     for term in BlockedTerm.objects.order_by("pk"):
         if term.is_regex:
-            found = re.search(term.pattern, prompt, re.IGNORECASE)
+            try:
+                found = re.search(term.pattern, prompt, re.IGNORECASE)
+            except re.error:
+                # Written before patterns were checked: it can match nothing, and must
+                # not turn every submission into an error.
+                logger.warning("blocked term %s is not a valid pattern; ignored", term.pk)
+                continue
         else:
             found = re.search(rf"(?<!\w){re.escape(term.pattern)}(?!\w)", prompt, re.IGNORECASE)
         if found:

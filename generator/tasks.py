@@ -10,7 +10,10 @@ from celery.signals import worker_process_init, worker_ready
 logger = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, ignore_result=True)
+# max_retries=None on the task: Celery reads None passed to retry() as "the task's
+# default" (3), so only the task attribute makes its retries unlimited. The attempt cap
+# lives on the generation row (it also counts redeliveries after a crash).
+@shared_task(bind=True, ignore_result=True, max_retries=None)
 def generation_call(self, generation_id: int) -> None:
     from generator.services import RetryLater, default_policy
     from generator.services import generation_call as service
@@ -18,12 +21,10 @@ def generation_call(self, generation_id: int) -> None:
     try:
         service(generation_id=generation_id, policy=default_policy())
     except RetryLater as exc:
-        # The attempt cap lives on the generation row (it also counts redeliveries
-        # after a crash), so Celery's own retry counter is not the limit here.
-        raise self.retry(countdown=exc.countdown, max_retries=None) from None
+        raise self.retry(countdown=exc.countdown) from None
 
 
-@shared_task(bind=True, ignore_result=True)
+@shared_task(bind=True, ignore_result=True, max_retries=None)
 def generation_mirror(self, generation_id: int) -> None:
     from generator.services import RetryLater, default_policy
     from generator.services import generation_mirror as service
@@ -31,7 +32,7 @@ def generation_mirror(self, generation_id: int) -> None:
     try:
         service(generation_id=generation_id, policy=default_policy(mirror=True))
     except RetryLater as exc:
-        raise self.retry(countdown=exc.countdown, max_retries=None) from None
+        raise self.retry(countdown=exc.countdown) from None
 
 
 @shared_task(ignore_result=True)

@@ -22,7 +22,9 @@ from accounts.errors import BudgetExhausted, InvalidRequest, LimitReached
 from accounts.services import default_visibility_of, member_of
 from audit.services import audit_record
 from generator.models import Generation, ModelSetting
+from generator.policy import prompt_blocked_record, prompt_violation
 from generator.registry import ModelSpec, get_model
+from generator.selectors import enabled_model_ids
 from generator.services.claims import send_on_commit
 
 logger = logging.getLogger(__name__)
@@ -141,6 +143,7 @@ def generation_create(
     options: dict[str, Any] | None = None,
     visibility: str | None = None,
     reference: Any = None,
+    retry_of: Generation | None = None,
 ) -> Generation:
     """Save a queued generation; its message goes to the broker after commit.
 
@@ -177,6 +180,11 @@ def generation_create(
         step=Step.CALL,
         sweep_after=timezone.now() + timedelta(seconds=settings.GENERATION_QUEUE_GRACE_SECONDS),
     )
+    if retry_of is not None:
+        # A retry starts from the same image; set before saving, so the message sent
+        # on commit never reaches a worker ahead of its starting image.
+        generation.source_image_id = retry_of.source_image_id
+        generation.source_file = retry_of.source_file.name or ""
     if reference is not None and reference.image is not None:
         generation.source_image = reference.image
     if reference is not None and reference.upload is not None:
@@ -220,23 +228,28 @@ def generation_visibility_set(
 
 
 def generation_retry(*, generation: Generation, by: AbstractBaseUser) -> Generation:
-    """A new generation with the same parameters and starting image as `generation`."""
+    """A new generation with the same parameters and starting image as `generation`.
+
+    A retry is a new submission: the same checks as the form (role, the model still
+    enabled, the prompt policy as it is now, limits and budget), and a refused prompt
+    is in the audit log like one refused at the form.
+    """
     rules.require(
         rules.may_retry(by, generation) and generation.status == Status.FAILED,
         "Only the owner can retry, and only a failed generation.",
     )
     spec = get_model(generation.model)
-    if spec is None:
-        raise InvalidRequest(f"The model {generation.model} is no longer offered.")
-    retried = generation_create(
+    if spec is None or spec.id not in enabled_model_ids():
+        raise InvalidRequest(f"The model {generation.model} is not offered any more.")
+    term = prompt_violation(generation.prompt)
+    if term is not None:
+        prompt_blocked_record(user=by, prompt=generation.prompt, term=term, via="retry")
+        raise InvalidRequest("This prompt is now blocked by the studio's prompt policy.")
+    return generation_create(
         owner=generation.owner,
         spec=spec,
         body=dict(generation.params),
         options=dict(generation.options),
         visibility=generation.visibility,
+        retry_of=generation,
     )
-    if generation.source_image_id or generation.source_file:
-        retried.source_image_id = generation.source_image_id
-        retried.source_file = generation.source_file.name or ""
-        retried.save(update_fields=["source_image", "source_file"])
-    return retried

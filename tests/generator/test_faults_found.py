@@ -1,0 +1,116 @@
+"""Faults found when the studio was tried hard, each with the test that failed before
+its fix: the unlimited task retries, retries that skipped the rules or lost their
+starting image, a regular expression that broke every submission, and a date that
+overflowed the gallery."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.files.base import ContentFile
+from django.urls import reverse
+
+from audit.models import AuditEvent
+from generator import services, tasks
+from generator.models import BlockedTerm, Generation, ModelSetting
+from generator.registry import FLUX_REALISM, get_model
+from tests.conftest import with_role
+
+pytestmark = pytest.mark.django_db
+
+BODY = {"model": "flux-realism", "prompt": "a lighthouse at dusk", "image_size": "square"}
+
+
+def failed(owner: Any, **changes: Any) -> Generation:
+    generation = services.generation_create(owner=owner, spec=FLUX_REALISM, body=dict(BODY))
+    Generation.objects.filter(pk=generation.pk).update(status="failed", **changes)
+    generation.refresh_from_db()
+    return generation
+
+
+@pytest.mark.parametrize("task", [tasks.generation_call, tasks.generation_mirror])
+def test_a_fifth_attempt_is_scheduled_not_refused_by_celerys_default_cap(task, monkeypatch):
+    """`retry(max_retries=None)` meant Celery's default of 3: the 4th retry raised
+    MaxRetriesExceededError and nothing was scheduled. The cap is the row's."""
+    from celery.exceptions import Retry
+
+    def busy(*, generation_id: int, policy: Any) -> None:
+        raise services.RetryLater(5, "provider busy")
+
+    name = "generation_call" if task is tasks.generation_call else "generation_mirror"
+    monkeypatch.setattr(services, name, busy)
+    # As if four retries had already happened: the next one must still be scheduled
+    # (Retry), not refused (MaxRetriesExceededError).
+    with pytest.raises(Retry):
+        task.apply(args=(7,), retries=4, throw=True)
+    assert task.max_retries is None
+
+
+def test_a_retry_starts_from_the_same_image_before_its_message_is_sent(owner):
+    """The retry's row is written with its starting image in the same INSERT whose
+    commit sends the message; saving it afterwards let a fast worker call without it."""
+    from django.db.models.signals import post_save
+
+    source = failed(owner)
+    source.source_file.save("source.png", ContentFile(b"png bytes"), save=True)
+    inserted: list[str] = []
+
+    def record(sender: Any, instance: Generation, created: bool, **_: Any) -> None:
+        if created:
+            inserted.append(instance.source_file.name)
+
+    post_save.connect(record, sender=Generation)
+    try:
+        retried = services.generation_retry(generation=source, by=owner)
+    finally:
+        post_save.disconnect(record, sender=Generation)
+    assert inserted == [source.source_file.name] == [retried.source_file.name]
+
+
+def test_a_retry_is_checked_like_a_new_submission(owner, client):
+    # The prompt policy as it is now: refused, and in the audit log.
+    blocked = failed(owner)
+    with_role(owner, "admin")
+    from generator.policy import blocked_term_add
+
+    blocked_term_add(pattern="lighthouse", is_regex=False, by=owner)
+    client.force_login(owner)
+    answer = client.post(reverse("generator:retry", args=[blocked.uuid]))
+    assert answer.status_code == 400 and b"prompt policy" in answer.content
+    assert AuditEvent.objects.filter(action="policy.blocked", detail__via="retry").count() == 1
+    BlockedTerm.objects.all().delete()
+    # A model an admin has since disabled.
+    ModelSetting.objects.create(model="flux-realism", enabled=False)
+    answer = client.post(reverse("generator:retry", args=[blocked.uuid]))
+    assert answer.status_code == 400 and b"not offered" in answer.content
+    ModelSetting.objects.all().delete()
+    # A person who has since become a viewer.
+    with_role(owner, "viewer")
+    assert client.post(reverse("generator:retry", args=[blocked.uuid])).status_code == 403
+    assert Generation.objects.count() == 1  # nothing was queued by any of the three
+
+
+def test_a_bad_pattern_stored_by_hand_does_not_break_submissions(owner, client):
+    BlockedTerm.objects.create(pattern="(unclosed", is_regex=True)
+    client.force_login(owner)
+    answer = client.post(reverse("generator:studio"), {**BODY, "num_images": "1"})
+    assert answer.status_code == 303
+    assert get_model("flux-realism") is not None
+
+
+def test_the_admin_site_cannot_write_blocked_terms(admin_user, client):
+    client.force_login(admin_user)
+    assert client.get(reverse("admin:generator_blockedterm_add")).status_code == 403
+    posted = client.post(
+        reverse("admin:generator_blockedterm_add"), {"pattern": "(unclosed", "is_regex": "on"}
+    )
+    assert posted.status_code == 403 and not BlockedTerm.objects.exists()
+
+
+@pytest.mark.parametrize("field", ["date_to", "date_from"])
+def test_a_date_at_the_end_of_the_calendar_is_a_field_error_not_a_500(owner, client, field):
+    client.force_login(owner)
+    page = client.get(reverse("gallery:index"), {field: "9999-12-31"})
+    assert page.status_code == 200
+    assert "Ensure this value is less than or equal to" in page.content.decode()
