@@ -16,11 +16,11 @@ UV := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 UV_PYTHON = --python $(if $(PYTHON),$(shell $(PYTHON) -c 'import sys; print(sys.executable)'))
 # requirements.txt (what the Docker image installs) and requirements-dev.txt (the pip
-# fallback below) are exports of uv.lock; `make lock-check` fails when they no longer match it.
+# fallback below) are exports of uv.lock; `make check` fails when they no longer match it.
 EXPORT := $(UV) export --frozen --format requirements.txt
 
-.PHONY: run test install lint format migrations-check lock-check lock requirements uv \
-	bench clean
+.PHONY: run test install check lint format migrations-check imports-check lock-check \
+	lock requirements uv bench clean
 
 # INSTALLER=pip, or a machine where uv cannot be installed, installs requirements-dev.txt
 # with pip instead: the same pins and hashes, into a new .venv.
@@ -55,6 +55,9 @@ run: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# What CI checks besides the tests; `make -k check` reports every failing one.
+check: lint migrations-check imports-check lock-check
+
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -65,6 +68,10 @@ format: install
 
 migrations-check: install
 	$(PY) manage.py makemigrations --check --dry-run
+
+# The layers and the other import rules in pyproject.toml, [tool.importlinter].
+imports-check: install
+	$(VENV)/bin/lint-imports --no-logo
 
 lock-check: uv
 	$(UV) lock --check $(UV_PYTHON)
