@@ -4,9 +4,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DATA_DIR=/data PORT=8000 \
     STATIC_ROOT=/app/staticfiles
 WORKDIR /app
 
-COPY pyproject.toml ./
-RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt
+# requirements.txt is uv.lock's export without the dev group: every package pinned, with hashes.
+COPY requirements.txt ./
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements.txt
 
 COPY . .
 RUN SECRET_KEY=build-only DATA_DIR=/tmp/build python manage.py collectstatic --noinput --verbosity 0 \
