@@ -180,6 +180,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "axes",
     # Bottom to top: each app imports only the ones listed before it (docs/architecture.md).
+    "studio",
     "audit",
     "accounts",
     "generator",
