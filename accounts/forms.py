@@ -8,15 +8,26 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.validators import ASCIIUsernameValidator
 
 from accounts import tokens as token_services
 from accounts.models import Member, Visibility
 
 
 class SignupForm(UserCreationForm):
+    """Usernames are plain ASCII and unique whatever their case, so nobody can sign up
+    as a look-alike of a teammate ("аdmin" in Cyrillic, "admiń", "Admin")."""
+
     class Meta(UserCreationForm.Meta):
         model = get_user_model()
         fields = ("username", "email")
+
+    def clean_username(self) -> str:
+        username = self.cleaned_data["username"]
+        ASCIIUsernameValidator()(username)
+        if get_user_model().objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError("A user with that username already exists.")
+        return username
 
 
 class ApiTokenForm(forms.Form):

@@ -47,9 +47,9 @@ def parameters_text(image: Image) -> str:
     an optional "Negative prompt:" line, then "Key: value" pairs separated by commas."""
     generation = image.generation
     params = generation.params or {}
-    lines = [generation.prompt]
+    lines = [_one_line(generation.prompt)]
     if params.get("negative_prompt"):
-        lines.append(f"Negative prompt: {params['negative_prompt']}")
+        lines.append(f"Negative prompt: {_one_line(str(params['negative_prompt']))}")
     fields: list[tuple[str, object]] = []
     for name, label in A1111_NAMES.items():
         if params.get(name) is not None:
@@ -63,6 +63,12 @@ def parameters_text(image: Image) -> str:
             fields.append((name, value))
     lines.append(", ".join(f"{key}: {_quote(value)}" for key, value in fields))
     return "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    # Readers split the block into lines and take one starting "Negative prompt:" (or a
+    # last "Key: value, ..." line) as settings, so a prompt must not bring lines of its own.
+    return " ".join(text.splitlines())
 
 
 def _quote(value: object) -> str:

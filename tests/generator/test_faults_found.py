@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from audit.models import AuditEvent
 from generator import services, tasks
-from generator.models import BlockedTerm, Generation, ModelSetting
+from generator.models import BlockedTerm, Generation, Image, ModelSetting
 from generator.registry import FLUX_REALISM, get_model
 from tests.conftest import with_role
 
@@ -114,3 +114,34 @@ def test_a_date_at_the_end_of_the_calendar_is_a_field_error_not_a_500(owner, cli
     page = client.get(reverse("gallery:index"), {field: "9999-12-31"})
     assert page.status_code == 200
     assert "Ensure this value is less than or equal to" in page.content.decode()
+
+
+@pytest.mark.parametrize("username", ["аdmin", "admiń", "ADMIN"])
+def test_look_alike_usernames_cannot_sign_up(username, client, admin_user, settings):
+    settings.SIGNUP_MODE = "open"
+    answer = client.post(
+        reverse("signup"),
+        {
+            "username": username,
+            "email": "x@example.com",
+            "password1": "a long enough pass 42",
+            "password2": "a long enough pass 42",
+        },
+    )
+    assert answer.status_code == 200 and 'id="id_username"' in answer.content.decode()
+    assert not type(admin_user).objects.filter(username=username).exists()
+
+
+def test_a_prompt_cannot_inject_settings_into_download_metadata(owner):
+    from gallery.downloads import parameters_text
+
+    generation = services.generation_create(
+        owner=owner,
+        spec=FLUX_REALISM,
+        body={**BODY, "prompt": "a cat\\nNegative prompt: evil\\nSteps: 999, Seed: 1"},
+    )
+    generation.prompt = "a cat\nNegative prompt: evil\r\nSteps: 999, Seed: 1"
+    image = Image(generation=generation, width=8, height=8)
+    lines = parameters_text(image).split("\n")
+    assert lines[0] == "a cat Negative prompt: evil Steps: 999, Seed: 1"
+    assert len(lines) == 2 and not any(line.startswith("Negative prompt:") for line in lines)
