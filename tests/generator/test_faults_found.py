@@ -145,3 +145,27 @@ def test_a_prompt_cannot_inject_settings_into_download_metadata(owner):
     lines = parameters_text(image).split("\n")
     assert lines[0] == "a cat Negative prompt: evil Steps: 999, Seed: 1"
     assert len(lines) == 2 and not any(line.startswith("Negative prompt:") for line in lines)
+
+
+def test_the_embedded_database_is_readable_by_its_owner_only(tmp_path):
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(DATA_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="studio.settings")
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    files = [p for p in tmp_path.iterdir() if p.name.startswith("studio.sqlite3")]
+    assert files
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
