@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import PasswordResetView
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -276,3 +277,12 @@ def signup(request: HttpRequest) -> HttpResponse:
         "approval": not first and invitation is None and settings.SIGNUP_MODE == "approval",
     }
     return render(request, "registration/signup.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def password_reset(request: HttpRequest) -> HttpResponse:
+    """Django's reset-by-email when the studio can send email; otherwise a page that
+    says an admin sets a new password (on the admin site), and nothing is sent."""
+    if settings.EMAIL_HOST:
+        return PasswordResetView.as_view()(request)
+    return render(request, "registration/password_reset_unavailable.html")

@@ -11,6 +11,8 @@ from generator import views as generator_views
 urlpatterns = [
     # Beside Django's own "login" and "password_reset", under the same prefix.
     path("accounts/signup/", accounts_views.signup, name="signup"),
+    # Without an email server there is no reset by email: the page says who can help.
+    path("accounts/password_reset/", accounts_views.password_reset, name="password_reset"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("v1/", include("api.urls")),
