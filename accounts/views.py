@@ -283,6 +283,6 @@ def signup(request: HttpRequest) -> HttpResponse:
 def password_reset(request: HttpRequest) -> HttpResponse:
     """Django's reset-by-email when the studio can send email; otherwise a page that
     says an admin sets a new password (on the admin site), and nothing is sent."""
-    if settings.EMAIL_HOST:
+    if settings.STUDIO_SENDS_EMAIL:
         return PasswordResetView.as_view()(request)
     return render(request, "registration/password_reset_unavailable.html")

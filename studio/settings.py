@@ -236,14 +236,24 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 # Email goes out only when a server is configured. Without one, Django's default would
 # try SMTP on localhost, so the password reset page says to ask an admin instead.
-EMAIL_HOST = envstr("EMAIL_HOST")
-EMAIL_PORT = envint("EMAIL_PORT", 587, minimum=1)
-EMAIL_HOST_USER = envstr("EMAIL_HOST_USER")
-EMAIL_HOST_PASSWORD = envsecret("EMAIL_HOST_PASSWORD")
-EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", True)
+_email_host = envstr("EMAIL_HOST")
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "studio@localhost")
-if not EMAIL_HOST:
-    EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
+MAILERS = {
+    "default": {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": _email_host,
+            "port": envint("EMAIL_PORT", 587, minimum=1),
+            "username": envstr("EMAIL_HOST_USER"),
+            "password": envsecret("EMAIL_HOST_PASSWORD"),
+            "use_tls": envbool("EMAIL_USE_TLS", True),
+        },
+    }
+    if _email_host
+    else {"BACKEND": "django.core.mail.backends.dummy.EmailBackend"}
+}
+# The password reset page reads this: is there a way to mail a reset link?
+STUDIO_SENDS_EMAIL = bool(_email_host)
 # The first account can always be created (it becomes the admin). After that sign-up is
 # "approval" (anyone, then an admin approves), "open" (anyone, at once), or "invite"
 # (only with an invitation link); an invitation link works in every mode.
