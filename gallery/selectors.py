@@ -307,9 +307,16 @@ def collections_of(*, owner: AbstractBaseUser) -> QuerySet[Collection]:
 def moderation_queue(*, state: str = "held") -> QuerySet[Image]:
     """Images waiting for a decision (or hidden ones, to restore), oldest first, each
     with its open reports and their count: three queries whatever the length."""
-    review = Image.Review.HIDDEN if state == "hidden" else Image.Review.HELD
+    if state == "hidden":
+        waiting = Q(review=Image.Review.HIDDEN)
+    else:
+        # Held images, and visible ones reported again after a moderator's decision.
+        reported_again = Exists(
+            Report.objects.filter(image=OuterRef("pk"), resolved_at__isnull=True)
+        )
+        waiting = Q(review=Image.Review.HELD) | (Q(review=Image.Review.VISIBLE) & reported_again)
     return (
-        Image.objects.filter(review=review)
+        Image.objects.filter(waiting)
         .select_related("generation__owner")
         .annotate(report_count=Count("reports", filter=Q(reports__resolved_at__isnull=True)))
         .prefetch_related(
@@ -317,6 +324,17 @@ def moderation_queue(*, state: str = "held") -> QuerySet[Image]:
                 "reports",
                 queryset=Report.objects.filter(resolved_at__isnull=True)
                 .select_related("reporter")
+                # How often this person's reports of this image were overruled before:
+                # a repeat reporter is visible as one.
+                .annotate(
+                    overruled=Count(
+                        "image__reports",
+                        filter=Q(
+                            image__reports__reporter=F("reporter"),
+                            image__reports__outcome="approve",
+                        ),
+                    )
+                )
                 .order_by("created_at"),
                 to_attr="open_reports",
             )

@@ -123,7 +123,9 @@ def image_report(
     else:
         report.reason, report.text = reason, text or report.text
         report.save(update_fields=["reason", "text", "updated_at"])
-    if image.review == Review.VISIBLE:
+    # Once a moderator has decided, a new report goes to the queue but does not hide
+    # the image again: otherwise one person could keep an approved image held forever.
+    if image.review == Review.VISIBLE and image.reviewed_at is None:
         Image.objects.filter(pk=image.pk).update(review=Review.HELD, review_reason="reported")
     audit_record(
         actor=reporter,

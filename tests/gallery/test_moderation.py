@@ -160,3 +160,23 @@ def test_the_queue_costs_a_fixed_number_of_queries(
         moderation.image_report(image=finished(owner, f"q{n}"), reporter=teammate, reason="spam")
     with django_assert_max_num_queries(len(small.captured_queries)):
         client.get(reverse("gallery:moderation"))
+
+
+def test_a_report_after_a_decision_queues_without_hiding_and_shows_the_repeat_reporter(
+    client, owner, teammate, moderator, provider
+):
+    image = finished(owner)
+    moderation.image_report(image=image, reporter=teammate, reason="spam")
+    image.refresh_from_db()
+    moderation.moderation_decide(images=[image], decision="approve", by=moderator)
+    image.refresh_from_db()
+    # Reported again by the same person: the team still sees it, a moderator is asked.
+    moderation.image_report(image=image, reporter=teammate, reason="spam")
+    image.refresh_from_db()
+    assert image.review == "visible"
+    queue = list(moderation_selectors.moderation_queue())
+    assert [i.pk for i in queue] == [image.pk]
+    assert queue[0].open_reports[0].overruled == 1
+    client.force_login(moderator)
+    page = client.get(reverse("gallery:moderation")).content.decode()
+    assert "reported it 1 time before and was overruled" in page
