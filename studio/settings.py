@@ -419,7 +419,10 @@ MIRROR_ALLOWED_HOSTS = envlist(
 MIRROR_ALLOW_PRIVATE_ADDRESSES = envbool("MIRROR_ALLOW_PRIVATE_ADDRESSES", False)
 MIRROR_MAX_BYTES = envint("MIRROR_MAX_BYTES", 40 * 1024 * 1024, minimum=1024)
 MIRROR_TIMEOUT = envfloat("MIRROR_TIMEOUT", 60.0, minimum=0.1)
-MIRROR_MAX_PIXELS = envint("MIRROR_MAX_PIXELS", 40_000_000, minimum=1)
+# The largest image any registry model produces is about 4.2 MP (flux-pro/v1.1-ultra);
+# 4096×4096 leaves room for a provider's upscale while a hostile 40 MP RGBA answer
+# (over 500 MiB decoded in the image worker) is refused.
+MIRROR_MAX_PIXELS = envint("MIRROR_MAX_PIXELS", 4096 * 4096, minimum=1)
 
 # --- The pipeline -------------------------------------------------------------------
 

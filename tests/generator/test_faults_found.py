@@ -182,3 +182,24 @@ def test_password_reset_without_an_email_server_sends_nothing_and_says_who_helps
     settings.STUDIO_SENDS_EMAIL = True
     client.post(reverse("password_reset"), {"email": owner.email})
     assert len(mailoutbox) == 1 and mailoutbox[0].to == [owner.email]
+
+
+def test_the_mirror_pixel_cap_covers_every_model_and_refuses_a_40_megapixel_answer(settings):
+    from generator.imaging import InvalidImage, check_image
+    from generator.registry import MODELS, ULTRA_SIZES
+
+    largest = max(w * h for w, h in ULTRA_SIZES.values())
+    for spec in MODELS.values():
+        rule = getattr(spec, "size_rule", None) or getattr(spec, "size", None)
+        if isinstance(getattr(rule, "maximum", None), int):
+            largest = max(largest, rule.maximum**2)
+    assert largest <= settings.MIRROR_MAX_PIXELS < 39_700_000
+    import io
+
+    from PIL import Image as PILImage
+
+    out = io.BytesIO()
+    # A PNG header claiming 6300×6300 RGBA (39.7 MP), as the hostile answer did.
+    PILImage.new("RGBA", (6300, 6300)).save(out, "PNG", compress_level=1)
+    with pytest.raises(InvalidImage):
+        check_image(out.getvalue(), max_pixels=settings.MIRROR_MAX_PIXELS)
