@@ -81,7 +81,8 @@ def test_25_active_tokens_is_the_cap(owner):
 def test_the_cap_is_per_user(owner, outsider):
     for i in range(25):
         tokens.api_token_create(user=owner, name=f"t{i}")
-    tokens.api_token_create(user=outsider, name="mine")
+    token, raw = tokens.api_token_create(user=outsider, name="mine")
+    assert token.user == outsider and tokens.api_token_authenticate(raw) == outsider
 
 
 def test_the_list_holds_only_the_users_tokens_newest_first(owner, outsider):

@@ -35,10 +35,19 @@ def media_files(generation: Generation) -> list[str]:
 
 
 def test_create_sends_its_message_only_after_commit(owner, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks() as callbacks:
-        generation = make(owner)
-    assert generation.status == Generation.Status.QUEUED
-    assert len(callbacks) == 1
+    import generator.services.claims as claims
+
+    sent = []
+    original, claims.send = claims.send, lambda *args, **kw: sent.append(args)
+    try:
+        with django_capture_on_commit_callbacks() as callbacks:
+            generation = make(owner)
+            assert sent == []  # nothing published inside the transaction
+        assert generation.status == Generation.Status.QUEUED and len(callbacks) == 1
+        callbacks[0]()  # what the commit runs
+    finally:
+        claims.send = original
+    assert sent == [(generation.pk, "call", generation.priority)]
 
 
 def test_it_mirrors_the_images_the_provider_made(owner, provider):

@@ -308,8 +308,9 @@ def test_stop_frees_the_port() -> None:
     port = server.port
     server.stop()
 
-    with socket.create_server(("127.0.0.1", port)):
-        pass
+    # Binding the same port again succeeds only if stop() released it.
+    with socket.create_server(("127.0.0.1", port)) as again:
+        assert again.getsockname()[1] == port
 
 
 def test_cdn_requests_record_what_clients_send(provider: OfflineProvider) -> None:
