@@ -1,10 +1,12 @@
-"""The OpenAPI description of /v1, built from the model registry so it cannot drift."""
+"""The OpenAPI description of /v1; each model's request body is api.schema's, built from
+the registry, so it cannot drift from what the API accepts."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from generator.registry import MODELS, ModelSpec
+from api.schema import model_schema
+from generator.registry import MODELS
 
 ERROR = {
     "type": "object",
@@ -23,92 +25,6 @@ def _error(description: str) -> dict[str, Any]:
     return {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-
-
-def _request_schema(spec: ModelSpec) -> dict[str, Any]:
-    properties: dict[str, Any] = {
-        "model": {"type": "string", "enum": [spec.id]},
-        "prompt": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": spec.prompt_max_length,
-            # At least one visible character; control characters are dropped.
-            "pattern": "[^\\s\\u0000-\\u001f\\u007f]",
-        },
-        "response_format": {"type": "string", "enum": ["url", "b64_json"], "default": "url"},
-    }
-    if spec.size is not None:
-        rule = spec.size
-        side = {"type": "integer", "minimum": rule.minimum, "maximum": rule.maximum,
-                "multipleOf": rule.multiple}  # fmt: skip
-        properties["image_size"] = {
-            "oneOf": [
-                {"type": "string", "enum": list(rule.presets)},
-                {
-                    "type": "object",
-                    "required": ["width", "height"],
-                    "properties": {"width": side, "height": side},
-                    "additionalProperties": False,
-                },
-            ],
-            "default": rule.default,
-        }
-    required = ["model", "prompt"]
-    if spec.reference_image:
-        properties["image_url"] = {
-            "type": "string",
-            # The pattern covers outside https URLs; a data: URI holding a PNG, JPEG or
-            # WebP image is accepted too, which a pattern cannot express.
-            "pattern": "^https://[a-z0-9-]+(\\.[a-z0-9-]+)+(/[A-Za-z0-9._~/-]*)?$",
-            "maxLength": 2048,
-            "description": "The starting image: an https URL, the URL of a studio image, or a "
-            "data:image/png|jpeg|webp;base64 URI.",
-        }
-        required.append("image_url")
-    for name, value in spec.fixed.items():
-        properties[name] = {"type": "boolean", "enum": [value], "default": value}
-    for param in spec.params:
-        if param.kind == "colors":
-            channel = {"type": "integer", "minimum": 0, "maximum": 255}
-            properties[param.name] = {
-                "type": "array",
-                "description": param.help,
-                "items": {
-                    "type": "object",
-                    "required": ["r", "g", "b"],
-                    "properties": {"r": channel, "g": channel, "b": channel},
-                    "additionalProperties": False,
-                },
-            }
-            continue
-        schema: dict[str, Any] = {
-            "type": {
-                "int": "integer",
-                "float": "number",
-                "bool": "boolean",
-                "choice": "string",
-                "text": "string",
-            }[param.kind],
-            "description": param.help,
-        }
-        if param.max_length is not None:
-            schema["maxLength"] = param.max_length
-        if param.minimum is not None:
-            schema["minimum"] = param.minimum
-        if param.maximum is not None:
-            schema["maximum"] = param.maximum
-        if param.choices:
-            schema["enum"] = [value for value, _ in param.choices]
-        if param.default is not None:
-            schema["default"] = param.default
-        properties[param.name] = schema
-    return {
-        "type": "object",
-        "title": spec.label,
-        "required": required,
-        "properties": properties,
-        "additionalProperties": False,
     }
 
 
@@ -204,7 +120,7 @@ def openapi_document(server: str, enabled: frozenset[str] | None = None) -> dict
                 "Error": ERROR,
                 "Generation": GENERATION,
                 "Answer": ANSWER,
-                **{f"Request_{i}": _request_schema(s) for i, s in enumerate(offered)},
+                **{f"Request_{i}": model_schema(s) for i, s in enumerate(offered)},
             },
         },
         "security": security,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from api import catalog
 from api import views as api
 
 app_name = "api"
@@ -11,6 +12,6 @@ urlpatterns = [
     # The provider's own docs also show the trailing slash.
     path("images/generations/", api.images_generations),
     path("generations/<uuid:uuid>", api.generation_detail, name="generation"),
-    path("models", api.models, name="models"),
-    path("openapi.json", api.openapi, name="openapi"),
+    path("models", catalog.models, name="models"),
+    path("openapi.json", catalog.openapi, name="openapi"),
 ]

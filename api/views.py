@@ -27,28 +27,21 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts import rules
 from accounts.errors import BudgetExhausted, InvalidRequest, LimitReached, StudioError
 from accounts.tokens import api_token_authenticate, bearer_token
+from api.schema import STUDIO_FIELDS, model_schema, type_error
 from generator import services
 from generator.forms import generation_form
 from generator.models import Generation
 from generator.policy import prompt_blocked_record
 from generator.registry import CUSTOM_SIZE, MODELS, ModelSpec, get_model
-from generator.selectors import (
-    enabled_model_ids,
-    generation_images_for,
-    generations_visible_to,
-)
+from generator.selectors import generation_images_for, generations_visible_to
 from studio.http import flat_error, unauthorized
 
 GENERATIONS_PATH = "/v1/images/generations"
-# Fields the studio answers itself; the provider never sees them unless the model
-# documents them.
-STUDIO_FIELDS = {"response_format"}
-
 
 api_error = flat_error
 
 
-def _authenticate(request: HttpRequest, *, allow_session: bool) -> Any:
+def request_user(request: HttpRequest, *, allow_session: bool) -> Any:
     """The token's user, or the signed-in user where a session is accepted (reads only)."""
     raw = bearer_token(request.headers.get("Authorization"))
     if raw:
@@ -85,12 +78,12 @@ def form_data_from_body(body: Any) -> tuple[ModelSpec, dict[str, Any], dict[str,
 
     data = dict(body)
     options: dict[str, Any] = {}
-    known = {"model", "prompt"} | {p.name for p in spec.params} | set(spec.fixed)
-    if spec.size is not None:
-        known.add("image_size")
-    if spec.reference_image:
-        known.add("image_url")
-    for name in STUDIO_FIELDS - known:
+    properties = model_schema(spec)["properties"]
+    # The schema lists the studio's own fields too; they are the model's when it
+    # documents one of the same name, and the studio's (options) otherwise.
+    studio = set(STUDIO_FIELDS) - {p.name for p in spec.params}
+    known = set(properties) - studio
+    for name in studio:
         if name in data:
             options[name] = data.pop(name)
     # OpenAI clients say `n` and `size`; translate them where the model has the
@@ -131,31 +124,20 @@ def form_data_from_body(body: Any) -> tuple[ModelSpec, dict[str, Any], dict[str,
         data["image_size"] = spec.size.default
     for param in spec.params:
         value = data.get(param.name)
-        if param.kind == "colors":
-            if value is not None and not isinstance(value, list):
-                raise BodyError(f"{param.name}: Expected array, received {type(value).__name__}")
-        elif param.kind == "text":
-            if value is not None and not isinstance(value, str):
-                raise BodyError(f"{param.name}: Expected string, received {type(value).__name__}")
-        elif param.kind == "bool" and not param.in_form:
-            if value is not None and not isinstance(value, bool):
-                raise BodyError(f"{param.name}: Expected boolean, received {type(value).__name__}")
-        elif param.kind == "bool":
-            if value is None:
-                data[param.name] = param.default
-            elif not isinstance(value, bool):
-                raise BodyError(f"{param.name}: Expected boolean, received {type(value).__name__}")
-        elif isinstance(value, bool):
-            raise BodyError(f"{param.name}: Expected {param.kind}, received boolean")
-        elif isinstance(value, (dict, list)):
-            raise BodyError(f"{param.name}: Expected {param.kind}, received {type(value).__name__}")
-    for name in spec.fixed:
-        if name in data and not isinstance(data[name], bool):
-            raise BodyError(f"{name}: Expected boolean, received {type(data[name]).__name__}")
-    if "image_url" in data and not isinstance(data["image_url"], str):
-        raise BodyError("image_url: Expected string")
-    if not isinstance(data.get("prompt"), str):
-        raise BodyError("prompt: Expected string")
+        schema = properties[param.name]
+        if value is None:
+            # null is the same as leaving the parameter out. A checkbox reads absence
+            # as false, so a boolean the form shows takes its default instead.
+            if schema["type"] == "boolean" and param.in_form:
+                data[param.name] = schema.get("default")
+            continue
+        problem = type_error(value, schema)
+        if problem:
+            raise BodyError(f"{param.name}: {problem}")
+    for name in ("prompt", "image_url", *spec.fixed):
+        problem = type_error(data[name], properties[name]) if name in data else None
+        if problem:
+            raise BodyError(f"{name}: {problem}")
     data["model"] = spec.id
     return spec, data, options
 
@@ -355,7 +337,7 @@ def answer_json(request: HttpRequest, generation: Generation) -> dict[str, Any]:
     return answer
 
 
-# --- GET /v1/generations/<uuid> and /v1/models ---------------------------------------
+# --- GET /v1/generations/<uuid> ------------------------------------------------------
 
 
 def generation_json(request: HttpRequest, generation_id: int, viewer: Any) -> dict[str, Any]:
@@ -392,108 +374,10 @@ def generation_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
     path = request.path
     if request.method != "GET":
         return api_error(405, f"Method {request.method} is not allowed; use GET", path)
-    user = _authenticate(request, allow_session=True)
+    user = request_user(request, allow_session=True)
     if user is None:
         return unauthorized(path)
     generation = generations_visible_to(user).filter(uuid=uuid).only("pk").first()
     if generation is None:
         return api_error(404, f"Generation {uuid} not found", path)
     return JsonResponse(generation_json(request, generation.pk, user))
-
-
-PARAM_TYPES = {
-    "int": "integer",
-    "float": "number",
-    "bool": "boolean",
-    "choice": "string",
-    "text": "string",
-    "colors": "array of {r, g, b}",
-}
-
-
-def model_json(spec: ModelSpec, enabled: frozenset[str] | None = None) -> dict[str, Any]:
-    params: list[dict[str, Any]] = [
-        {"name": "prompt", "type": "string", "required": True, "maxLength": spec.prompt_max_length}
-    ]
-    if spec.size is not None:
-        params.append(
-            {
-                "name": "image_size",
-                "type": "string | {width, height}",
-                "default": spec.size.default,
-                "enum": list(spec.size.presets),
-                "width": {
-                    "minimum": spec.size.minimum,
-                    "maximum": spec.size.maximum,
-                    "multipleOf": spec.size.multiple,
-                },  # fmt: skip
-                "height": {
-                    "minimum": spec.size.minimum,
-                    "maximum": spec.size.maximum,
-                    "multipleOf": spec.size.multiple,
-                },  # fmt: skip
-            }
-        )
-    if spec.reference_image:
-        params.append(
-            {
-                "name": "image_url",
-                "type": "string",
-                "required": True,
-                "description": "The starting image: a data: URI, a studio image URL, or an "
-                "https URL the provider fetches.",
-            }
-        )
-    for name, value in spec.fixed.items():
-        params.append(
-            {"name": name, "type": "boolean", "required": False, "enum": [value], "default": value}
-        )
-    for param in spec.params:
-        entry: dict[str, Any] = {
-            "name": param.name,
-            "type": PARAM_TYPES[param.kind],
-            "required": False,
-            "description": param.help,
-        }
-        if param.default is not None:
-            entry["default"] = param.default
-        if param.minimum is not None:
-            entry["minimum"] = param.minimum
-        if param.maximum is not None:
-            entry["maximum"] = param.maximum
-        if param.choices:
-            entry["enum"] = [value for value, _ in param.choices]
-        params.append(entry)
-    return {
-        "id": spec.id,
-        "object": "model",
-        "type": "image",
-        "name": spec.label,
-        "description": spec.description,
-        "deprecated": spec.deprecated,
-        "enabled": enabled is None or spec.id in enabled,
-        "price_per_image_usd": str(spec.price),
-        "parameters": params,
-    }
-
-
-def models(request: HttpRequest) -> HttpResponse:
-    path = request.path
-    if request.method != "GET":
-        return api_error(405, f"Method {request.method} is not allowed; use GET", path)
-    if _authenticate(request, allow_session=True) is None:
-        return unauthorized(path)
-    enabled = enabled_model_ids()
-    return JsonResponse(
-        {"object": "list", "data": [model_json(s, enabled) for s in MODELS.values()]}
-    )
-
-
-def openapi(request: HttpRequest) -> HttpResponse:
-    from api.openapi import openapi_document
-
-    # Read-only like every other GET here (tests/test_csrf.py walks the URLs).
-    if request.method not in ("GET", "HEAD"):
-        return api_error(405, f"Method {request.method} is not allowed; use GET", request.path)
-    server = request.build_absolute_uri("/").rstrip("/")
-    return JsonResponse(openapi_document(server, enabled_model_ids()))

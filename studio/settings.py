@@ -238,20 +238,22 @@ LOGIN_URL = "login"
 # try SMTP on localhost, so the password reset page says to ask an admin instead.
 _email_host = envstr("EMAIL_HOST")
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "studio@localhost")
-MAILERS = {
-    "default": {
-        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "OPTIONS": {
-            "host": _email_host,
-            "port": envint("EMAIL_PORT", 587, minimum=1),
-            "username": envstr("EMAIL_HOST_USER"),
-            "password": envsecret("EMAIL_HOST_PASSWORD"),
-            "use_tls": envbool("EMAIL_USE_TLS", True),
-        },
+MAILERS = (
+    {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {
+                "host": _email_host,
+                "port": envint("EMAIL_PORT", 587, minimum=1),
+                "username": envstr("EMAIL_HOST_USER"),
+                "password": envsecret("EMAIL_HOST_PASSWORD"),
+                "use_tls": envbool("EMAIL_USE_TLS", True),
+            },
+        }
     }
     if _email_host
-    else {"BACKEND": "django.core.mail.backends.dummy.EmailBackend"}
-}
+    else {"default": {"BACKEND": "studio.mail.NoEmailBackend"}}
+)
 # The password reset page reads this: is there a way to mail a reset link?
 STUDIO_SENDS_EMAIL = bool(_email_host)
 # The first account can always be created (it becomes the admin). After that sign-up is
