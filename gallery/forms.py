@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from typing import Any
 
 from django import forms
@@ -9,7 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils.http import urlencode
 
-from gallery.models import Collection, Preferences
+from gallery.models import Collection, Preferences, Report
 from gallery.selectors import ORIENTATIONS, Filters
 from generator.registry import IMAGE_SIZE_PRESETS, MODELS
 
@@ -178,3 +179,47 @@ class BulkForm(forms.Form):
                 raise forms.ValidationError("Choose a collection.")
             cleaned["collection_obj"] = collection
         return cleaned
+
+
+class _PostedIds(forms.Field):
+    """Every value posted under one name, as text; ids that are not UUIDs are dropped
+    (and which images they name is the selector's business)."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value: Any) -> list[str]:
+        return [str(v) for v in value or []][:500]
+
+
+class ModerationDecisionForm(forms.Form):
+    """The review queue's post: a row's own button sends `one=<decision>:<uuid>`; the
+    bar's buttons send `decision` for every ticked `image`."""
+
+    one = forms.CharField(required=False, max_length=60)
+    decision = forms.CharField(required=False, max_length=16)
+    image = _PostedIds(required=False)
+    reason = forms.CharField(required=False, max_length=500, strip=True)
+    state = forms.ChoiceField(required=False, choices=[("held", "held"), ("hidden", "hidden")])
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        decision, _, single = (data.get("one") or "").partition(":")
+        raw_ids = [single] if single else data.get("image") or []
+        if not single:
+            decision = data.get("decision") or ""
+        uuids = []
+        for raw in raw_ids:
+            try:
+                uuids.append(uuid.UUID(raw))
+            except ValueError:
+                continue
+        data["decision_name"], data["uuids"] = decision, uuids
+        return data
+
+
+class ReportForm(forms.Form):
+    reason = forms.ChoiceField(
+        choices=Report.Reason.choices,
+        error_messages={"required": "Choose a reason.", "invalid_choice": "Choose a reason."},
+    )
+    text = forms.CharField(required=False, max_length=1000, strip=True)

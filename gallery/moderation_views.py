@@ -13,8 +13,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import rules
-from accounts.errors import StudioError
+from accounts.errors import InvalidRequest, StudioError
+from accounts.forms import form_errors
 from gallery import selectors, services
+from gallery.forms import ModerationDecisionForm, ReportForm
 from gallery.models import Report
 from generator.models import Image
 from studio.http import see_other
@@ -29,12 +31,15 @@ def image_report(request: HttpRequest, uuid: UUID) -> HttpResponse:
         raise Http404("No such image")
     error = ""
     if request.method == "POST":
+        form = ReportForm(request.POST)
         try:
+            if not form.is_valid():
+                raise InvalidRequest(form_errors(form))
             services.image_report(
                 image=image,
                 reporter=request.user,
-                reason=request.POST.get("reason", ""),
-                text=request.POST.get("text", "").strip()[:1000],
+                reason=form.cleaned_data["reason"],
+                text=form.cleaned_data["text"],
             )
         except StudioError as exc:
             error = str(exc)
@@ -63,24 +68,20 @@ def decide(request: HttpRequest) -> HttpResponse:
     """Approve, hide or delete the posted images (one, or a bulk selection)."""
     if not rules.may_moderate(request.user):
         raise PermissionDenied("Moderators only")
-    # A row's own button posts "one=<decision>:<uuid>"; the bar's buttons post the
-    # decision for every ticked image.
-    decision, _, single = request.POST.get("one", "").partition(":")
-    raw_ids = [single] if single else request.POST.getlist("image")
-    if not single:
-        decision = request.POST.get("decision", "")
-    uuids = []
-    for raw in raw_ids:
-        try:
-            uuids.append(UUID(raw))
-        except ValueError:
-            continue
+    form = ModerationDecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, form_errors(form))
+        return see_other(reverse("gallery:moderation"))
+    data = form.cleaned_data
+    decision = data.get("decision_name", "")
     images = list(
-        Image.objects.filter(uuid__in=uuids).select_related("generation__owner").order_by("id")
+        Image.objects.filter(uuid__in=data.get("uuids", []))
+        .select_related("generation__owner")
+        .order_by("id")
     )
     try:
         done = services.moderation_decide(
-            images=images, decision=decision, by=request.user, reason=request.POST.get("reason", "")
+            images=images, decision=decision, by=request.user, reason=data.get("reason", "")
         )
     except StudioError as exc:
         messages.error(request, str(exc))
@@ -88,6 +89,6 @@ def decide(request: HttpRequest) -> HttpResponse:
     else:
         messages.success(request, f"{decision.capitalize()}: {done} image(s).")
     target = reverse("gallery:moderation")
-    if request.POST.get("state") == "hidden":
+    if data.get("state") == "hidden":
         target += "?state=hidden"
     return see_other(target)
