@@ -17,9 +17,8 @@ def studio(request: HttpRequest) -> dict[str, object]:
         "studio_can_moderate": active and rules.may_moderate(user),
         "studio_can_manage": active and rules.may_manage_members(user),
         "studio_can_audit": active and rules.may_view_audit(user),
-        "studio_can_enable_models": active and rules.may_enable_models(user),
+        "studio_can_view_members": active and rules.may_view_members(user),
         "studio_can_edit_policy": active and rules.may_edit_policy(user),
-        "studio_can_set_budgets": active and rules.may_set_budgets(user),
         # Lazy: one COUNT only on pages that show the header.
         "unread_notifications": SimpleLazyObject(
             lambda: selectors.unread_count(user) if active else 0
