@@ -109,10 +109,23 @@ def may_view_team_spending(user: Any) -> bool:
 
 
 def may_see_generation(user: Any, generation: Any) -> bool:
-    """Its owner, moderators, and every active person once it is shared."""
+    """Its owner, moderators, and every active person once it is shared, unless a
+    moderator held or hid every one of its images (its prompt goes with them)."""
     if not is_active(user):
         return False
-    return generation.owner_id == user.pk or may_moderate(user) or generation.visibility == SHARED
+    if generation.owner_id == user.pk or may_moderate(user):
+        return True
+    if generation.visibility != SHARED:
+        return False
+    reviews = [image.review for image in generation.images.all()]
+    return not reviews or VISIBLE in reviews
+
+
+def may_see_source(user: Any, generation: Any) -> bool:
+    """Whether the page of an image-to-image generation may show (and link) the image
+    it started from: only when `user` may see that image itself."""
+    source = generation.source_image
+    return source is not None and may_see_image(user, source, source.generation)
 
 
 def may_see_image(user: Any, image: Any, generation: Any) -> bool:

@@ -284,7 +284,7 @@ def image_for_viewer(*, viewer: AbstractBaseUser, uuid: UUID) -> Image | None:
     return (
         images_visible_to(viewer)
         .annotate(is_favourite=Exists(Favourite.objects.filter(user=viewer, image=OuterRef("pk"))))
-        .select_related("generation__owner")
+        .select_related("generation__owner", "generation__source_image__generation")
         .filter(uuid=uuid)
         .first()
     )

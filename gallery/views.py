@@ -126,6 +126,7 @@ def image_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
         "image": image,
         "generation": generation,
         "can_change_visibility": rules.may_change_visibility(request.user, generation),
+        "source_visible": rules.may_see_source(request.user, generation),
         "form": form,
         "filter_query": form.querystring(),
         "newer": newer,

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from accounts.rules import is_active, may_moderate, may_see_image
 from generator.models import Generation, Image, ModelSetting
@@ -17,7 +17,13 @@ def generations_visible_to(viewer: AbstractBaseUser) -> QuerySet[Generation]:
         return generations.none()
     if may_moderate(viewer):
         return generations
-    return generations.filter(Q(owner=viewer) | Q(visibility=Generation.Visibility.SHARED))
+    # A shared generation whose every image a moderator held or hid is withheld as a
+    # whole: its page would still show the prompt the images were hidden for.
+    images = Image.objects.filter(generation=OuterRef("pk"))
+    withheld = Exists(images) & ~Exists(images.filter(review=Image.Review.VISIBLE))
+    return generations.filter(
+        Q(owner=viewer) | (Q(visibility=Generation.Visibility.SHARED) & ~withheld)
+    )
 
 
 def images_visible_to(viewer: AbstractBaseUser) -> QuerySet[Image]:

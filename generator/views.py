@@ -157,6 +157,7 @@ def generation_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         "generation": generation,
         "can_retry": rules.may_retry(request.user, generation),
         "can_change_visibility": rules.may_change_visibility(request.user, generation),
+        "source_visible": rules.may_see_source(request.user, generation),
         "images": selectors.generation_images_for(generation, request.user),
         # Image-to-image results that started from this one, as far as the viewer may see.
         "derived": selectors.generations_visible_to(request.user)

@@ -59,6 +59,7 @@ CAPABILITY_HOLDERS = {
 OBJECT_RULES = {
     "may_see_generation": "test_who_may_see_agrees_with_the_selectors",
     "may_see_image": "test_who_may_see_agrees_with_the_selectors",
+    "may_see_source": "test_a_starting_image_is_shown_to_who_may_see_it",
     "may_change_visibility": "test_object_rules_for_each_persona",
     "may_retry": "test_object_rules_for_each_persona",
     "may_report": "test_object_rules_for_each_persona",
@@ -125,6 +126,10 @@ def test_who_may_see_agrees_with_the_selectors(people):
         generation = _generation(people["owner"], visibility)
         for index, review in enumerate(("visible", "held", "hidden")):
             images.append(_image(generation, index, review))
+    # Shared, but every image withheld: the generation (and its prompt) is withheld too.
+    withheld = _generation(people["owner"], "shared")
+    images.append(_image(withheld, 0, "held"))
+    images.append(_image(withheld, 1, "hidden"))
     checked = 0
     for persona, user in people.items():
         seen_generations = set(selectors.generations_visible_to(user).values_list("pk", flat=True))
@@ -140,7 +145,21 @@ def test_who_may_see_agrees_with_the_selectors(people):
                 image.review,
             )
             checked += 1
-    assert checked == len(PERSONAS) * 6
+    assert checked == len(PERSONAS) * 8
+
+
+def test_a_starting_image_is_shown_to_who_may_see_it(people):
+    source = _generation(people["owner"], "private")
+    source_image = _image(source, 0, "visible")
+    derived = _generation(people["owner"], "shared")
+    assert not rules.may_see_source(people["owner"], derived)  # none to show
+    derived.source_image = source_image
+    for persona, user in people.items():
+        assert rules.may_see_source(user, derived) == rules.may_see_image(
+            user, source_image, source
+        ), persona
+    assert rules.may_see_source(people["owner"], derived)
+    assert not rules.may_see_source(people["teammate"], derived)
 
 
 def test_object_rules_for_each_persona(people):

@@ -203,3 +203,68 @@ def test_the_mirror_pixel_cap_covers_every_model_and_refuses_a_40_megapixel_answ
     PILImage.new("RGBA", (6300, 6300)).save(out, "PNG", compress_level=1)
     with pytest.raises(InvalidImage):
         check_image(out.getvalue(), max_pixels=settings.MIRROR_MAX_PIXELS)
+
+
+def test_a_source_made_private_is_not_shown_on_a_shared_derived_generation(owner, teammate, client):
+    """The derived generation's page showed its starting image's prompt and thumbnail
+    after the starting image's generation was made private."""
+    from tests.gallery.test_gallery import make_generation, make_image
+
+    source = make_generation(owner, "a secret launch poster", visibility="private")
+    source_image = make_image(source)
+    derived = make_generation(owner, "the same poster in blue", model="flux/dev/image-to-image")
+    Generation.objects.filter(pk=derived.pk).update(source_image=source_image)
+    derived_image = make_image(derived)
+    pages = [
+        reverse("generator:detail", args=[derived.uuid]),
+        reverse("gallery:image", args=[derived_image.uuid]),
+    ]
+    client.force_login(teammate)
+    for page in pages:
+        answer = client.get(page)
+        assert answer.status_code == 200, page
+        text = answer.content.decode()
+        assert "the same poster in blue" in text
+        assert "a secret launch poster" not in text, page
+        assert str(source_image.uuid) not in text, page
+        assert source_image.thumbnail.name not in text, page
+        assert "not shared with you" in text, page
+    client.force_login(owner)
+    for page in pages:
+        text = client.get(page).content.decode()
+        assert str(source_image.uuid) in text, page
+        assert source_image.thumbnail.name in text, page
+
+
+@pytest.mark.parametrize("review", ["held", "hidden"])
+def test_a_generation_whose_images_are_all_withheld_is_not_shown_to_others(
+    review, owner, teammate, moderator, client
+):
+    """A hidden image's generation page still showed its prompt to everyone."""
+    from tests.gallery.test_gallery import make_generation, make_image
+
+    generation = make_generation(owner, "a prompt a moderator hid")
+    image = make_image(generation)
+    Image.objects.filter(pk=image.pk).update(review=review)
+    page = reverse("generator:detail", args=[generation.uuid])
+    client.force_login(teammate)
+    assert client.get(page).status_code == 404
+    from accounts.tokens import api_token_create
+
+    token = api_token_create(user=teammate, name="script")[1]
+    api = client.get(
+        reverse("api:generation", args=[generation.uuid]), HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
+    assert api.status_code == 404
+    for person in (owner, moderator):
+        client.force_login(person)
+        answer = client.get(page)
+        assert answer.status_code == 200
+        assert "a prompt a moderator hid" in answer.content.decode()
+    # One image of two still visible: the page is shown, with that image only.
+    second = make_image(generation, 1)
+    client.force_login(teammate)
+    answer = client.get(page)
+    assert answer.status_code == 200
+    assert str(second.uuid) in answer.content.decode()
+    assert str(image.uuid) not in answer.content.decode()
