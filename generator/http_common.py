@@ -27,13 +27,44 @@ class Watchdog:
     Per-read timeouts cannot bound a server that sends one byte just inside each
     timeout, and http.client reads header and chunk-size lines in loops that never
     come back to our code; a shut-down socket ends any of those reads at once.
+
+    With `pause_grace`, a process that was stopped (SIGSTOP, a frozen VM) past the
+    deadline gets `pause_grace` seconds after it resumes before the socket is shut: the
+    reader thread resumes at the same moment and may find its whole answer waiting.
+    A pause shows as one tick of the watchdog's own clock overshooting by far.
     """
 
-    def __init__(self, deadline: float, sock: socket.socket | None = None) -> None:
+    TICK = 0.25
+    PAUSED_AFTER = 1.0  # a tick this late means the process was not running
+
+    def __init__(
+        self, deadline: float, sock: socket.socket | None = None, pause_grace: float | None = None
+    ) -> None:
         self.sock = sock
         self.fired = False
-        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
-        self._timer.daemon = True
+        self.deadline = deadline
+        self.pause_grace = pause_grace
+        now = time.monotonic()
+        if pause_grace is not None and deadline <= now:
+            # Started late: the pause came before this read began.
+            self.deadline = now + pause_grace
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="watchdog")
+
+    def _run(self) -> None:
+        while True:
+            before = time.monotonic()
+            remaining = self.deadline - before
+            if remaining <= 0:
+                break
+            wait = remaining if self.pause_grace is None else min(self.TICK, remaining)
+            if self._cancelled.wait(wait):
+                return
+            now = time.monotonic()
+            if self.pause_grace is not None and now - before - wait > self.PAUSED_AFTER:
+                self.deadline = max(self.deadline, now + self.pause_grace)
+        if not self._cancelled.is_set():
+            self._fire()
 
     def _fire(self) -> None:
         self.fired = True
@@ -47,11 +78,11 @@ class Watchdog:
                 pass
 
     def __enter__(self) -> Watchdog:
-        self._timer.start()
+        self._thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._timer.cancel()
+        self._cancelled.set()
 
 
 def set_timeout(sock: socket.socket | None, seconds: float) -> None:

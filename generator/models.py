@@ -85,6 +85,10 @@ class Generation(models.Model):
     mirror_attempts = models.PositiveIntegerField(default=0)
     lease_until = models.DateTimeField(null=True, blank=True)
     claim_token = models.UUIDField(null=True, blank=True)
+    # The provider's current stretch of 429s: when it began and how many so far. Rate
+    # limits do not count as attempts; the stretch is bounded in time instead.
+    rate_limited_since = models.DateTimeField(null=True, blank=True)
+    rate_limits = models.PositiveIntegerField(default=0)
     # When the sweep should re-send this generation's message if nobody took it.
     sweep_after = models.DateTimeField()
 

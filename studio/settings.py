@@ -431,6 +431,9 @@ MIRROR_MAX_PIXELS = envint("MIRROR_MAX_PIXELS", 4096 * 4096, minimum=1)
 # Attempts at the provider call per generation, counting redeliveries after a crash.
 GENERATION_MAX_ATTEMPTS = envint("GENERATION_MAX_ATTEMPTS", 5, minimum=1)
 GENERATION_MAX_MIRROR_ATTEMPTS = envint("GENERATION_MAX_MIRROR_ATTEMPTS", 5, minimum=1)
+# A provider answering 429 says "later", not "no": a stretch of rate limits is waited
+# out without counting attempts, for up to this many seconds from its first 429.
+GENERATION_RATE_LIMIT_PATIENCE = envint("GENERATION_RATE_LIMIT_PATIENCE", 600, minimum=0)
 GENERATION_RETRY_BASE = envfloat("GENERATION_RETRY_BASE", 2.0, minimum=0.0)
 GENERATION_RETRY_MAX = envfloat("GENERATION_RETRY_MAX", 60.0, minimum=0.0)
 # How long a worker may hold a generation before the sweep assumes it died. It must

@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 # An error answer is a few hundred bytes; anything past this is not worth reading.
 MAX_ERROR_BODY_BYTES = 64 * 1024
 MAX_ERROR_MESSAGE_CHARS = 500
+LATE_READ_SECONDS = 1.0
+LATE_READ_WAIT = 0.1
 
 
 # Long on purpose: one request, with each transport failure mapped where it is caught.
@@ -168,12 +170,22 @@ def _read_provider_body(
     sock = _response_socket(raw)
     chunks: list[bytes] = []
     received = 0
-    with Watchdog(deadline, sock) as watchdog:
+    # Past the deadline, what has already arrived is still read, for LATE_READ_SECONDS
+    # at most from the moment the reader notices: a worker paused (SIGSTOP, a frozen VM)
+    # finds its paid answer waiting in the socket, and throwing it away would pay for the
+    # images again. The watchdog's clock allows the same after a pause.
+    late_until: float | None = None
+    with Watchdog(deadline, sock, pause_grace=LATE_READ_SECONDS) as watchdog:
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _provider_deadline_error()
-            set_timeout(sock, min(read_timeout, remaining))
+            now = time.monotonic()
+            remaining = deadline - now
+            if remaining > 0:
+                set_timeout(sock, min(read_timeout, remaining))
+            else:
+                late_until = late_until or now + LATE_READ_SECONDS
+                if now >= late_until:
+                    raise _provider_deadline_error()
+                set_timeout(sock, LATE_READ_WAIT)
             try:
                 # read1 returns whatever one socket read brings, so a dripping body
                 # comes back here between bytes and meets the deadline check above.

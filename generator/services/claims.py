@@ -106,7 +106,7 @@ def update_held(generation: Generation, **fields: Any) -> bool:
     )
 
 
-def release_for_retry(generation: Generation, countdown: float, reason: str) -> None:
+def release_for_retry(generation: Generation, countdown: float, reason: str, **fields: Any) -> None:
     grace = settings.GENERATION_QUEUE_GRACE_SECONDS
     update_held(
         generation,
@@ -114,6 +114,7 @@ def release_for_retry(generation: Generation, countdown: float, reason: str) -> 
         claim_token=None,
         error=reason,
         sweep_after=timezone.now() + timedelta(seconds=countdown + grace),
+        **fields,
     )
 
 
@@ -132,19 +133,56 @@ def fail(generation: Generation, message: str, *, status: int | None = None) -> 
     logger.info("generation %s failed: %s", generation.uuid, message)
 
 
+# A queue with messages still waiting delays re-sends: a message behind a backlog is
+# not lost. Past this many grace periods it is re-sent anyway, in case it was.
+BACKLOG_GRACE_PERIODS = 10
+
+
+def queue_backlog(step: str) -> int | None:
+    """How many messages wait in `step`'s queue, or None if the broker cannot say."""
+    from celery import current_app
+    from kombu.exceptions import ChannelError
+
+    task = (
+        "generator.tasks.generation_call"
+        if step == Step.CALL
+        else "generator.tasks.generation_mirror"
+    )
+    queue = settings.CELERY_TASK_ROUTES[task]["queue"]
+    try:
+        with current_app.connection_for_read() as conn:
+            # Not passive: kombu's Redis transport checks a queue's existence with an
+            # EXISTS that ignores global_keyprefix, so a passive declare calls every
+            # prefixed queue missing. Declaring is a no-op on the brokers the studio uses.
+            return conn.default_channel.queue_declare(queue=queue).message_count
+    except ChannelError:
+        return 0
+    except Exception:
+        logger.warning("could not read the %s queue's length", queue, exc_info=True)
+        return None
+
+
 def generation_sweep(*, limit: int = 500) -> int:
     """Re-send the message of every unfinished generation nobody is working on.
 
     Covers a message lost between commit and broker, a broker that was down at
-    submit, and a worker that died holding a lease. Returns how many were re-sent.
+    submit, and a worker that died holding a lease. A queued generation is re-sent
+    only when its step's queue is empty (so its message cannot be waiting behind the
+    others) or after BACKLOG_GRACE_PERIODS: re-sending every waiting generation each
+    grace period multiplied the messages under a backlog. Returns how many were re-sent.
     """
     now = timezone.now()
     grace = timedelta(seconds=settings.GENERATION_QUEUE_GRACE_SECONDS)
+    lost = Q(lease_until__lt=now)  # an expired lease: its worker is presumed dead
+    for step in (Step.CALL, Step.MIRROR):
+        waiting = queue_backlog(step)
+        overdue = now - grace * BACKLOG_GRACE_PERIODS if waiting else now
+        lost |= Q(step=step, lease_until__isnull=True, sweep_after__lt=overdue)
     with transaction.atomic():
         due = list(
             Generation.objects.select_for_update(skip_locked=True)
             .filter(status__in=(Status.QUEUED, Status.RUNNING))
-            .filter(Q(lease_until__isnull=True, sweep_after__lt=now) | Q(lease_until__lt=now))
+            .filter(lost)
             .order_by("sweep_after")
             .only("pk", "step", "uuid", "priority")[:limit]
         )
@@ -162,6 +200,11 @@ def generation_sweep(*, limit: int = 500) -> int:
 
 def delete_incoming(generation: Generation) -> None:
     stored = [e["stored"] for e in generation.provider_images or [] if e.get("stored")]
+    delete_incoming_names(stored)
+
+
+def delete_incoming_names(stored: list[str]) -> None:
+    """Delete inline images kept for the mirror step, and their folder once empty."""
     for name in stored:
         try:
             default_storage.delete(name)
@@ -169,6 +212,6 @@ def delete_incoming(generation: Generation) -> None:
             logger.warning("could not delete %s", name)
     if stored:
         try:
-            os.rmdir(default_storage.path(f"generations/{generation.uuid}/incoming"))
+            os.rmdir(default_storage.path(os.path.dirname(stored[0])))
         except (NotImplementedError, OSError):
             pass  # object stores have no folders; a non-empty one is left for inspection

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -117,9 +118,51 @@ def test_permanent_errors_are_not_retried(owner, provider, status):
     assert provider.generation_calls() == 1
 
 
-def test_repeated_429s_end_in_failed_after_the_attempt_cap(owner, provider, settings):
+def test_429s_spend_no_attempts_and_fail_only_after_the_rate_limit_patience(
+    owner, provider, settings
+):
+    """A rate limit is "later", not "no": ten 429s against an attempt cap of 3 are all
+    waited out; only a stretch longer than GENERATION_RATE_LIMIT_PATIENCE fails."""
     settings.GENERATION_MAX_ATTEMPTS = 3
+    settings.GENERATION_RATE_LIMIT_PATIENCE = 600
     provider.fail_next(429, times=10)
+    generation = make(owner)
+    for _ in range(6):
+        with pytest.raises(services.RetryLater):
+            services.generation_call(generation_id=generation.pk)
+    generation.refresh_from_db()
+    assert not generation.is_finished and generation.lease_until is None
+    assert generation.attempts == 0
+    assert generation.rate_limits == 6
+    assert "rate-limiting" in generation.error
+    # As if the stretch had begun longer ago than the patience allows.
+    started = generation.rate_limited_since
+    Generation.objects.filter(pk=generation.pk).update(
+        rate_limited_since=started - dt.timedelta(seconds=601)
+    )
+    services.generation_call(generation_id=generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.FAILED
+    assert generation.error_status == 429
+    assert "kept refusing with rate limits for 601 s" in generation.error
+    assert provider.generation_calls() == 7
+
+
+def test_a_success_after_429s_ends_the_stretch(owner, provider, settings):
+    provider.fail_next(429, times=2)
+    generation = make(owner)
+    for _ in range(2):
+        with pytest.raises(services.RetryLater):
+            services.generation_call(generation_id=generation.pk)
+    generation = run(generation)
+    assert generation.status == Generation.Status.SUCCEEDED
+    assert (generation.attempts, generation.rate_limits) == (1, 0)
+    assert generation.rate_limited_since is None
+
+
+def test_other_transient_errors_still_count_as_attempts(owner, provider, settings):
+    settings.GENERATION_MAX_ATTEMPTS = 3
+    provider.fail_next(503, times=10)
     generation = make(owner)
     for _ in range(2):
         with pytest.raises(services.RetryLater):
