@@ -154,20 +154,24 @@ def _rate_limit_countdown(
 
 
 def _save_answer(generation: Generation, result: provider.ProviderResult) -> None:
-    """Save the answer, waiting out a database that is briefly unreachable: the answer
-    was paid for, and giving up here would leave the sweep to pay for it again."""
-    delays = (0.5, 1, 2, 4, 8)
-    for delay in (*delays, None):
+    """Save the answer, waiting out a database that is unreachable for as long as the
+    lease lasts: the answer was paid for, and giving up here would leave the sweep to
+    pay for it again. Past the lease the sweep may have re-sent the call anyway."""
+    give_up_at = time.monotonic() + float(settings.GENERATION_LEASE_SECONDS)
+    delay = 0.5
+    while True:
         try:
             with transaction.atomic():
                 _save_provider_result(generation, result)
             return
         except (OperationalError, InterfaceError):
-            if delay is None:
+            if time.monotonic() + delay > give_up_at:
                 raise
             logger.warning("generation %s: database unreachable, saving again", generation.uuid)
-            connection.close()
+            if not connection.in_atomic_block:
+                connection.close()  # the next query opens a new connection
             time.sleep(delay)
+            delay = min(delay * 2, 8.0)
 
 
 def _save_provider_result(generation: Generation, result: provider.ProviderResult) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -284,3 +286,53 @@ def test_the_sweep_resends_what_nobody_holds(owner, django_capture_on_commit_cal
     # Re-sent rows are not re-sent again on the next tick.
     with django_capture_on_commit_callbacks() as callbacks:
         assert services.generation_sweep() == 0
+
+
+def unreachable_for(monkeypatch: Any, times: int) -> list[float]:
+    """The database refuses the answer's save `times` times; sleeps are recorded, not slept."""
+    from django.db import OperationalError
+
+    import generator.services.call as call
+
+    original, slept = call._save_provider_result, []
+
+    def flaky(*args: Any, **kwargs: Any) -> None:
+        if len(slept) < times:
+            raise OperationalError("server closed the connection unexpectedly")
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(call, "_save_provider_result", flaky)
+    # The call module's clock only: the provider client keeps real time.
+    monkeypatch.setattr(call, "time", SimpleNamespace(monotonic=time.monotonic, sleep=slept.append))
+    return slept
+
+
+def test_an_answer_is_saved_when_the_database_returns_within_the_lease(
+    owner, provider, settings, monkeypatch
+):
+    settings.GENERATION_LEASE_SECONDS = 180
+    slept = unreachable_for(monkeypatch, times=8)
+    generation = make(owner)
+    services.generation_call(generation_id=generation.pk)
+    generation.refresh_from_db()
+    assert generation.step == Generation.Step.MIRROR and generation.attempts == 1
+    assert len(slept) == 8 and max(slept) == 8.0  # backed off, capped
+    assert provider.generation_calls() == 1
+
+
+def test_an_answer_the_database_refuses_past_the_lease_fails_and_is_counted(
+    owner, provider, settings, monkeypatch
+):
+    import generator.services.call as call
+
+    settings.GENERATION_LEASE_SECONDS = 0  # the lease is over before the first retry
+    unreachable_for(monkeypatch, times=10**6)
+    counted: list[dict] = []
+    monkeypatch.setattr(call, "cost_entry_record", lambda **kw: counted.append(kw))
+    generation = make(owner)
+    services.generation_call(generation_id=generation.pk)
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.FAILED
+    assert "could not be saved" in generation.error
+    assert counted and counted[0]["images"] == 1
+    assert provider.generation_calls() == 1
