@@ -310,11 +310,7 @@ def moderation_queue(*, state: str = "held") -> QuerySet[Image]:
     if state == "hidden":
         waiting = Q(review=Image.Review.HIDDEN)
     else:
-        # Held images, and visible ones reported again after a moderator's decision.
-        reported_again = Exists(
-            Report.objects.filter(image=OuterRef("pk"), resolved_at__isnull=True)
-        )
-        waiting = Q(review=Image.Review.HELD) | (Q(review=Image.Review.VISIBLE) & reported_again)
+        waiting = _waiting_for_review()
     return (
         Image.objects.filter(waiting)
         .select_related("generation__owner")
@@ -341,3 +337,14 @@ def moderation_queue(*, state: str = "held") -> QuerySet[Image]:
         )
         .order_by("created_at", "id")
     )
+
+
+def _waiting_for_review() -> Q:
+    """Held images, and visible ones reported again after a moderator's decision."""
+    reported_again = Exists(Report.objects.filter(image=OuterRef("pk"), resolved_at__isnull=True))
+    return Q(review=Image.Review.HELD) | (Q(review=Image.Review.VISIBLE) & reported_again)
+
+
+def moderation_waiting_count() -> int:
+    """How many images wait for a moderator's decision: the nav's badge."""
+    return Image.objects.filter(_waiting_for_review()).count()

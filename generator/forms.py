@@ -123,6 +123,7 @@ class GenerationForm(forms.Form):
         self.viewer = viewer
         self.reference: Reference | None = None
         self.blocked_term: str | None = None
+        self.switch_notes: list[str] = []  # what a model switch changed (fit_to_model)
         self.enabled = enabled if enabled is not None else frozenset(MODELS)
         # Only enabled models validate; the template shows the others greyed out.
         self.fields["model"].choices = [
@@ -161,12 +162,9 @@ class GenerationForm(forms.Form):
                     required=False,
                     min_value=rule.minimum,
                     max_value=rule.maximum,
-                    step_size=rule.multiple,
-                    error_messages={
-                        "step_size": f"Must be a multiple of {rule.multiple}, e.g. "
-                        f"{rule.minimum}, {rule.minimum + rule.multiple} or "
-                        f"{rule.maximum - rule.multiple}."
-                    },
+                    # The multiple is checked in clean(), which names the nearest valid
+                    # values; the browser still steps by it.
+                    widget=forms.NumberInput(attrs={"step": rule.multiple}),
                     help_text=(
                         f"{rule.minimum}–{rule.maximum}, a multiple of {rule.multiple}; "
                         "used when Size is Custom."
@@ -212,10 +210,15 @@ class GenerationForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if self.spec.size is not None and cleaned.get("image_size") == CUSTOM_SIZE:
+        if self.spec.size is not None:
             for name in ("width", "height"):
-                if cleaned.get(name) is None and name not in self.errors:
-                    self.add_error(name, "Required for a custom size.")
+                value = cleaned.get(name)
+                if value is not None and (message := _off_step(value, self.spec.size)):
+                    self.add_error(name, message)
+            if cleaned.get("image_size") == CUSTOM_SIZE:
+                for name in ("width", "height"):
+                    if cleaned.get(name) is None and name not in self.errors:
+                        self.add_error(name, "Required for a custom size.")
         for param in self.spec.params:
             if cleaned.get(param.name) in (None, "") and param.default is not None:
                 if param.kind != "bool" and param.in_form and param.name not in self.errors:
@@ -329,6 +332,20 @@ class GenerationForm(forms.Form):
         return self.spec.price * images
 
 
+def _off_step(value: int, rule: Any) -> str | None:
+    """The error for a size that is not a multiple of the model's step, naming the
+    nearest valid values around it (1000 → 992 or 1024), or None when it is valid."""
+    offset = (value - rule.minimum) % rule.multiple
+    if offset == 0:
+        return None
+    below = value - offset
+    above = below + rule.multiple
+    nearest = [v for v in (below, above) if rule.minimum <= v <= rule.maximum]
+    return f"Must be a multiple of {rule.multiple}; the nearest valid values are " + (
+        " or ".join(str(v) for v in nearest) + "."
+    )
+
+
 def _field_for(param: Param) -> forms.Field:
     common: dict[str, Any] = {"label": param.label, "help_text": param.help, "required": False}
     attrs = {"placeholder": param.placeholder} if param.placeholder else {}
@@ -391,6 +408,40 @@ def generation_form(
     return GenerationForm(
         data, files, initial=initial, spec=spec, enabled=enabled_model_ids(), viewer=viewer
     )
+
+
+def fit_to_model(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The values typed for one model, made to fit the model now chosen: numbers outside
+    its range are clamped and choices it does not offer are cleared, each with a note, so
+    a switch never leaves a value the new model refuses (4 images on recraft-v3)."""
+    spec = get_model(values.get("model") or DEFAULT_MODEL) or get_model(DEFAULT_MODEL)
+    fitted, notes = dict(values), []
+    for param in spec.params:
+        raw = fitted.get(param.name)
+        if raw in (None, "") or not param.in_form:
+            continue
+        if param.kind in ("int", "float"):
+            try:
+                number = float(raw)
+            except (TypeError, ValueError):
+                continue
+            low = param.minimum if param.minimum is not None else number
+            high = param.maximum if param.maximum is not None else number
+            clamped = min(max(number, low), high)
+            if clamped != number:
+                shown = int(clamped) if param.kind == "int" else clamped
+                fitted[param.name] = shown
+                notes.append(
+                    f"{param.label} set to {shown:g}: {spec.label} takes {low:g}–{high:g}."
+                )
+        elif param.kind == "choice" and raw not in {value for value, _ in param.choices}:
+            fitted.pop(param.name)
+            notes.append(f"{param.label} reset: {spec.label} does not offer “{raw}”.")
+    if spec.size is not None and fitted.get("image_size") not in (None, "", CUSTOM_SIZE):
+        if fitted["image_size"] not in spec.size.presets:
+            fitted.pop("image_size")
+            notes.append(f"Size reset: {spec.label} does not offer that size.")
+    return fitted, notes
 
 
 class BlockedTermForm(forms.Form):

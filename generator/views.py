@@ -32,7 +32,7 @@ from accounts import rules
 from accounts.errors import StudioError
 from accounts.tokens import api_token_authenticate, bearer_token
 from generator import policy, selectors, services
-from generator.forms import generation_form
+from generator.forms import fit_to_model, generation_form
 from generator.models import Generation
 from studio.http import HtmxHttpRequest, private_file_headers, see_other, unauthorized
 
@@ -92,8 +92,13 @@ def studio(request: HtmxHttpRequest) -> HttpResponse:
         status = 429 if form.non_field_errors() else 400
     else:
         switched = "model" in request.GET
-        initial = _switch_initial(request) if switched else _reuse_initial(request)
+        notes: list[str] = []
+        if switched:
+            initial, notes = fit_to_model(_switch_initial(request))
+        else:
+            initial = _reuse_initial(request)
         form = generation_form(initial=initial, viewer=request.user)
+        form.switch_notes = notes
         status = 200
         if switched and request.htmx:
             return render(request, "generator/studio.html#generation-form", {"form": form})
@@ -115,14 +120,12 @@ def _switch_initial(request: HttpRequest) -> dict[str, Any]:
 
 
 def _reuse_initial(request: HttpRequest) -> dict[str, Any] | None:
-    """Form values from `?reuse=<uuid>` (and `&seed=0` to drop the seed); without it,
-    the settings of the user's last generation (never its seed), so the form opens the
-    way the user left it."""
+    """Form values from `?reuse=<uuid>` (and `&seed=0` to drop the seed). Without it the
+    form opens empty with the registry's defaults: the last job (perhaps an API script's
+    four flux-pro images) is not what the next one should start from."""
     raw = request.GET.get("reuse")
     if not raw:
-        last = Generation.objects.filter(owner=request.user).order_by("-created_at", "-id")
-        generation = last.only("model", "params", "seed", "source_image").first()
-        return _settings_of(generation, with_seed=False) if generation else None
+        return None
     try:
         uuid = UUID(raw)
     except ValueError:

@@ -220,6 +220,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.studio",
+                "gallery.context_processors.moderation",
             ],
         },
     },

@@ -305,15 +305,29 @@ def browser_as(browser: Any, live_server: Any) -> Iterator[Callable[..., Any]]:
     server; the session cookie comes from Django's test client."""
     contexts: list[Any] = []
 
-    def open_page(user: Any, *, javascript: bool = True) -> Any:
+    def open_page(
+        user: Any,
+        *,
+        javascript: bool = True,
+        viewport: tuple[int, int] | None = None,
+        color_scheme: str | None = None,
+    ) -> Any:
         # A client of its own per page: logging a second user in on a shared client
         # would end the first one's session.
         from django.test import Client
 
         client = Client()
         client.force_login(user)
+        options: dict[str, Any] = {}
+        if viewport:
+            options["viewport"] = {"width": viewport[0], "height": viewport[1]}
+        if color_scheme:
+            options["color_scheme"] = color_scheme
         context = browser.new_context(
-            base_url=live_server.url, java_script_enabled=javascript, accept_downloads=True
+            base_url=live_server.url,
+            java_script_enabled=javascript,
+            accept_downloads=True,
+            **options,
         )
         context.add_cookies(
             [
@@ -330,6 +344,17 @@ def browser_as(browser: Any, live_server: Any) -> Iterator[Callable[..., Any]]:
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.js_errors = errors  # type: ignore[attr-defined]
+        # Console errors too (htmx logs its failures there), except the one Chromium
+        # logs for a document that answers 4xx on purpose (the 404 page).
+        console: list[str] = []
+
+        def on_console(message: Any) -> None:
+            own_status = message.location.get("url") == page.url and "status of 4" in message.text
+            if message.type == "error" and not own_status:
+                console.append(f"{message.text} ({message.location.get('url')})")
+
+        page.on("console", on_console)
+        page.console_errors = console  # type: ignore[attr-defined]
         return page
 
     yield open_page

@@ -27,6 +27,56 @@
   document.addEventListener("DOMContentLoaded", function () { syncCustomSize(); });
   document.addEventListener("htmx:afterSettle", function () { syncCustomSize(); });
 
+  // The estimate follows the Images field: price × images, as the provider bills it.
+  function syncCost() {
+    var price = document.getElementById("model-price");
+    var out = document.getElementById("estimated-cost");
+    if (!price || !out) return;
+    var field = document.querySelector("#generation-form [name=num_images], #generation-form [name=n]");
+    var images = field ? parseInt(field.value, 10) : 1;
+    if (!(images >= 1)) images = 1;
+    out.textContent = (parseFloat(price.getAttribute("data-price")) * images).toFixed(4);
+  }
+
+  // "123 / 4000" under the prompt, red past the model's limit.
+  function syncCount() {
+    var out = document.getElementById("prompt-count");
+    var prompt = document.querySelector("#generation-form textarea[name=prompt]");
+    if (!out || !prompt) return;
+    var max = parseInt(out.getAttribute("data-max"), 10);
+    out.hidden = false;
+    out.textContent = prompt.value.length + " / " + max;
+    out.classList.toggle("over", prompt.value.length > max);
+  }
+
+  // A prompt filled in by "Reuse" gets the cursor at its end, where typing continues it.
+  function cursorToEnd() {
+    var prompt = document.querySelector("#generation-form textarea[name=prompt]");
+    if (prompt && document.activeElement === prompt && prompt.value) {
+      prompt.setSelectionRange(prompt.value.length, prompt.value.length);
+    }
+  }
+
+  document.addEventListener("input", function (event) {
+    if (!event.target.closest || !event.target.closest("#generation-form")) return;
+    if (event.target.name === "prompt") syncCount();
+    if (event.target.name === "num_images" || event.target.name === "n") syncCost();
+  });
+  document.addEventListener("DOMContentLoaded", function () { syncCost(); syncCount(); cursorToEnd(); });
+  document.addEventListener("htmx:afterSettle", function () { syncCost(); syncCount(); });
+
+  // After a successful submit the old field errors go, and the new card comes into view.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.detail.target.id !== "generation-list") return;
+    var form = document.getElementById("generation-form");
+    if (form) {
+      form.querySelectorAll(".field-error, .errors").forEach(function (el) { el.remove(); });
+      form.querySelectorAll(".has-error").forEach(function (el) { el.classList.remove("has-error"); });
+    }
+    var card = event.detail.target.firstElementChild;
+    if (card && card.scrollIntoView) card.scrollIntoView({ block: "nearest", behavior: "smooth" });
+  });
+
   // Flagged images stay blurred until the viewer clicks once to reveal them.
   document.addEventListener("click", function (event) {
     var figure = event.target.closest && event.target.closest(".nsfw:not(.revealed)");

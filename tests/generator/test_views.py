@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from generator import services
 from generator.models import Generation
-from generator.registry import FLUX_REALISM
+from generator.registry import DEFAULT_MODEL, FLUX_REALISM, MODELS
 
 pytestmark = pytest.mark.django_db
 
@@ -322,13 +322,48 @@ def test_the_models_page_lists_every_model_with_its_limits(owner_client, owner, 
 # --- Studio polish -------------------------------------------------------------------------
 
 
-def test_the_form_opens_with_the_last_settings_but_not_the_seed(owner_client, owner):
+def test_a_fresh_visit_opens_an_empty_form_with_the_defaults_not_the_last_job(owner_client, owner):
     make(owner, image_size={"width": 1472, "height": 512}, num_inference_steps=12, seed=77)
-    Generation.objects.update(seed="77")
-    page = owner_client.get("/").content.decode()
-    assert 'name="width" value="1472"' in page
-    assert 'name="num_inference_steps" value="12"' in page
-    assert 'name="seed" value="77"' not in page
+    form = owner_client.get("/").context["form"]
+    assert form.spec.id == DEFAULT_MODEL
+    assert not form["prompt"].value()
+    assert form["num_inference_steps"].value() == FLUX_REALISM.param("num_inference_steps").default
+    assert form["seed"].value() in (None, "")
+    assert form["image_size"].value() == FLUX_REALISM.size.default
+
+
+def test_switching_model_clamps_what_the_new_model_refuses_with_a_note(owner_client):
+    spec = next(
+        m for m in MODELS.values() if m.param("num_images") and m.param("num_images").maximum == 4
+    )
+    one = next(m for m in MODELS.values() if m.max_images == 1 and m.param("num_images") is None)
+    response = owner_client.get("/", {"model": spec.id, "prompt": "a fox", "num_images": "9"})
+    form = response.context["form"]
+    assert form["num_images"].value() == 4
+    assert any("Images set to 4" in note for note in form.switch_notes)
+    assert form["prompt"].value() == "a fox"
+    # A model without the field simply drops it.
+    assert (
+        "num_images"
+        not in owner_client.get("/", {"model": one.id, "num_images": "4"}).context["form"].fields
+    )
+
+
+def test_a_size_off_the_step_names_the_nearest_valid_values(owner_client):
+    response = owner_client.post(
+        "/",
+        {
+            "model": "flux-realism",
+            "prompt": "a fox",
+            "image_size": "custom",
+            "width": "1000",
+            "height": "1024",
+        },
+    )
+    assert response.status_code == 400
+    assert (
+        "the nearest valid values are 992 or 1024." in response.context["form"].errors["width"][0]
+    )
 
 
 def _failed(owner: Any, visibility: str = "shared") -> Generation:
