@@ -137,6 +137,9 @@ def image_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
         "params": sorted(generation.params.items()),
         "urls": _card_urls(),
     }
+    if request.GET.get("part") == "viewer":
+        context["viewer"] = True
+        return render(request, "gallery/image.html#image-article", context)
     return render(request, "gallery/image.html", context)
 
 

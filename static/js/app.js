@@ -177,3 +177,107 @@
     button.click();
   });
 })();
+
+// In-app viewer: a gallery tile opens its image in a dialog (focus stays inside it),
+// ←/→ step through the tiles of the current list (same filters, same order), Esc or
+// ✕ closes. The address bar shows the image's own page, so it can be shared, and Back
+// closes the viewer. Without JavaScript the tile is a link to that page.
+(function () {
+  "use strict";
+  var dialog, body, position, current = null, pushed = false;
+
+  function tiles() {
+    return Array.prototype.slice.call(document.querySelectorAll("#image-grid .tile-link"));
+  }
+
+  function show(link, push) {
+    current = link;
+    var url = link.getAttribute("href");
+    var list = tiles();
+    var index = list.indexOf(link);
+    position.textContent = (index + 1) + " of " + list.length + (document.querySelector("#image-grid .pager-older") ? "+" : "");
+    dialog.querySelector("[data-step='-1']").disabled = index <= 0;
+    dialog.querySelector("[data-step='1']").disabled = index >= list.length - 1 && !document.querySelector("#image-grid .pager-older a");
+    body.setAttribute("aria-busy", "true");
+    fetch(url + (url.indexOf("?") < 0 ? "?" : "&") + "part=viewer", { credentials: "same-origin", headers: { "HX-Request": "true" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.text();
+      })
+      .then(function (html) {
+        if (current !== link) return;  // a later step already asked for another image
+        body.innerHTML = html;
+        body.removeAttribute("aria-busy");
+        if (window.htmx) window.htmx.process(body);
+        document.dispatchEvent(new CustomEvent("viewer:shown"));
+      })
+      .catch(function () {
+        if (current !== link) return;
+        body.removeAttribute("aria-busy");
+        window.location.href = url;  // the page itself says what went wrong
+      });
+    if (!dialog.open) dialog.showModal();
+    if (push) {
+      if (!pushed) { window.history.pushState({ viewer: true }, "", url); pushed = true; }
+      else window.history.replaceState({ viewer: true }, "", url);
+    }
+  }
+
+  function step(delta) {
+    var list = tiles();
+    var index = list.indexOf(current);
+    var next = list[index + delta];
+    if (next) { show(next, true); next.scrollIntoView({ block: "nearest" }); return; }
+    // Past the last loaded tile: load the next page of the list, then step into it.
+    var older = document.querySelector("#image-grid .pager-older a");
+    if (delta > 0 && older && window.htmx) {
+      document.addEventListener("htmx:afterSettle", function once() {
+        document.removeEventListener("htmx:afterSettle", once);
+        var fresh = tiles()[index + 1];
+        if (fresh) show(fresh, true);
+      });
+      window.htmx.trigger(older, "intersect");
+    }
+  }
+
+  function close() {
+    if (dialog && dialog.open) dialog.close();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    dialog = document.getElementById("viewer");
+    if (!dialog || typeof dialog.showModal !== "function") return;
+    body = dialog.querySelector(".viewer-body");
+    position = dialog.querySelector(".viewer-position");
+
+    document.addEventListener("click", function (event) {
+      var link = event.target.closest && event.target.closest("#image-grid .tile-link");
+      if (!link || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+      if (link.closest(".nsfw:not(.revealed)")) return;  // the first click reveals
+      event.preventDefault();
+      show(link, true);
+    });
+    dialog.addEventListener("click", function (event) {
+      var button = event.target.closest("button");
+      if (button && button.hasAttribute("data-step")) step(parseInt(button.getAttribute("data-step"), 10));
+      else if (button && button.classList.contains("viewer-close")) close();
+      else if (event.target === dialog) close();  // a click on the backdrop
+    });
+    dialog.addEventListener("keydown", function (event) {
+      var tag = (event.target.tagName || "").toLowerCase();
+      if (tag === "input" || tag === "textarea" || tag === "select") return;
+      if (event.key === "ArrowRight") { event.preventDefault(); step(1); }
+      if (event.key === "ArrowLeft") { event.preventDefault(); step(-1); }
+    });
+    dialog.addEventListener("close", function () {
+      var link = current;
+      current = null;
+      body.innerHTML = "";
+      if (pushed) { pushed = false; window.history.back(); }  // back to the list's address
+      if (link) link.focus();
+    });
+    window.addEventListener("popstate", function () {
+      if (dialog.open) { pushed = false; dialog.close(); }
+    });
+  });
+})();
