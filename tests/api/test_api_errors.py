@@ -118,6 +118,18 @@ def test_an_unknown_path_or_id_is_a_flat_404(client, token, path):
     assert body["path"] == path
 
 
+@pytest.mark.django_db
+def test_an_unexpected_exception_is_a_flat_500_not_the_html_page(owner, monkeypatch):
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("api.catalog.enabled_model_ids", broken)
+    client = Client(raise_request_exception=False)
+    client.force_login(owner)
+    body = flat_error(client.get("/v1/models"), 500)
+    assert body["path"] == "/v1/models" and "a bug" not in body["message"]
+
+
 # --- Bodies the parser cannot take -------------------------------------------------------
 
 
@@ -168,6 +180,7 @@ def test_a_provider_status_outside_4xx_and_5xx_is_stored_as_502(owner, fake, pro
     generation.refresh_from_db()
     assert generation.status == Generation.Status.FAILED
     assert generation.error_status == 502
+    assert generation.error.startswith(f"Provider answered HTTP {status}, ")
 
 
 @pytest.mark.usefixtures("workers")
