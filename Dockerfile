@@ -14,4 +14,4 @@ RUN SECRET_KEY=build-only DATA_DIR=/tmp/build python manage.py collectstatic --n
 USER studio
 
 EXPOSE 8000
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn studio.asgi:application --worker-class asgi --bind 0.0.0.0:${PORT} --workers 3 --access-logfile -"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn studio.asgi:application --worker-class asgi --bind 0.0.0.0:${PORT} --workers 3 --access-logfile - --logger-class studio.serverlog.AccessLogger"]

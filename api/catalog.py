@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from api.openapi import openapi_document
 from api.schema import model_schema
-from api.views import api_error, request_user
+from api.views import allow_methods, request_user
 from generator.registry import MODELS, ModelSpec
 from generator.selectors import enabled_model_ids
 from studio.http import unauthorized
@@ -67,10 +67,9 @@ def model_json(spec: ModelSpec, enabled: frozenset[str] | None = None) -> dict[s
     }
 
 
+@allow_methods("GET")
 def models(request: HttpRequest) -> HttpResponse:
     path = request.path
-    if request.method != "GET":
-        return api_error(405, f"Method {request.method} is not allowed; use GET", path)
     if request_user(request, allow_session=True) is None:
         return unauthorized(path)
     enabled = enabled_model_ids()
@@ -79,9 +78,8 @@ def models(request: HttpRequest) -> HttpResponse:
     )
 
 
+# Read-only like every other GET here (tests/studio/test_csrf.py walks the URLs).
+@allow_methods("GET")
 def openapi(request: HttpRequest) -> HttpResponse:
-    # Read-only like every other GET here (tests/studio/test_csrf.py walks the URLs).
-    if request.method not in ("GET", "HEAD"):
-        return api_error(405, f"Method {request.method} is not allowed; use GET", request.path)
     server = request.build_absolute_uri("/").rstrip("/")
     return JsonResponse(openapi_document(server, enabled_model_ids()))

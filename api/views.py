@@ -13,11 +13,15 @@ import base64
 import json
 import threading
 import time
+from collections.abc import Callable
+from functools import wraps
+from inspect import iscoroutinefunction
 from typing import Any
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.files.storage import default_storage
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -34,11 +38,56 @@ from generator.models import Generation
 from generator.policy import prompt_blocked_record
 from generator.registry import CUSTOM_SIZE, MODELS, ModelSpec, get_model
 from generator.selectors import generation_images_for, generations_visible_to
-from studio.http import flat_error, unauthorized
+from studio.http import flat_error, gateway_status, unauthorized
 
 GENERATIONS_PATH = "/v1/images/generations"
 
 api_error = flat_error
+
+
+def allow_methods(*methods: str) -> Callable[[Any], Any]:
+    """Django's require_http_methods for the API: any other method is the flat 405,
+    with Allow (a GET view also takes HEAD).
+
+    The view is CSRF-exempt, so the method is refused before Django's CSRF check
+    answers a DELETE or a POST with its HTML 403 page. That exempts nothing: the
+    methods CSRF guards reach only images_generations, which accepts a token and never
+    a session cookie."""
+    allowed = [*methods, "HEAD"] if "GET" in methods and "HEAD" not in methods else [*methods]
+
+    def refused(request: HttpRequest) -> HttpResponse:
+        return api_error(
+            405,
+            f"Method {request.method} is not allowed; use {' or '.join(methods)}",
+            request.path,
+            Allow=", ".join(allowed),
+        )
+
+    def decorator(view: Any) -> Any:
+        if iscoroutinefunction(view):
+
+            async def checked_async(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+                if request.method not in allowed:
+                    return refused(request)
+                return await view(request, *args, **kwargs)
+
+            return csrf_exempt(wraps(view)(checked_async))
+
+        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            if request.method not in allowed:
+                return refused(request)
+            return view(request, *args, **kwargs)
+
+        return csrf_exempt(wraps(view)(checked))
+
+    return decorator
+
+
+@csrf_exempt
+def not_found(request: HttpRequest, unknown: str = "") -> HttpResponse:
+    """Any /v1 path the API does not have, whatever the method: the flat 404, not the
+    site's HTML page."""
+    return api_error(404, f"Cannot {request.method} {request.path}: no such endpoint", request.path)
 
 
 def request_user(request: HttpRequest, *, allow_session: bool) -> Any:
@@ -66,6 +115,10 @@ def form_data_from_body(body: Any) -> tuple[ModelSpec, dict[str, Any], dict[str,
     """
     if not isinstance(body, dict):
         raise BodyError("Expected a JSON object body")
+    where = lone_surrogate(body)
+    if where is not None:
+        # JSON's \ud800 escapes decode to text no database or encoder accepts.
+        raise BodyError(f"{where}: Invalid string: a lone surrogate is not Unicode text")
     model_id = body.get("model")
     if not model_id:
         raise BodyError("model: Required")
@@ -140,6 +193,35 @@ def form_data_from_body(body: Any) -> tuple[ModelSpec, dict[str, Any], dict[str,
             raise BodyError(f"{name}: {problem}")
     data["model"] = spec.id
     return spec, data, options
+
+
+def lone_surrogate(body: dict[str, Any]) -> str | None:
+    """The first field (`prompt`, `image_size.width`, `colors[2].r`) whose name or text
+    holds a lone surrogate, or None. Iterative: the body may nest as deep as json.loads
+    allows."""
+    stack: list[tuple[str, Any]] = [("", body)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            if not _is_unicode(value):
+                return where or "body"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = f"{where}.{key}" if where else str(key)
+                if not _is_unicode(str(key)):
+                    return where or "body"
+                stack.append((name, item))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
+    return None
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _form_errors(form: Any) -> str:
@@ -235,11 +317,9 @@ def _release_connection() -> None:
         connection.close()
 
 
-@csrf_exempt
+@allow_methods("POST")
 async def images_generations(request: HttpRequest) -> HttpResponse:
     path = GENERATIONS_PATH
-    if request.method != "POST":
-        return api_error(405, f"Method {request.method} is not allowed; use POST", path)
     # Only a token may create: a browser session on a cross-site POST must not.
     raw = bearer_token(request.headers.get("Authorization"))
     user, may_generate = await sync_to_async(_bounded_authenticate)(raw) if raw else (None, False)
@@ -248,9 +328,16 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
     if not may_generate:
         return api_error(403, "Your role in this studio (viewer) cannot generate images", path)
     try:
-        body = json.loads(request.body or b"null")
+        raw_body = request.body
+    except RequestDataTooBig:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return api_error(413, f"Request body too large: the limit is {limit} bytes", path)
+    try:
+        body = json.loads(raw_body or b"null")
     except (ValueError, UnicodeDecodeError):
         return api_error(400, "Body validation error! Expected a JSON object body", path)
+    except RecursionError:
+        return api_error(400, "Body validation error! The JSON body nests too deeply", path)
 
     try:
         generation = await sync_to_async(_validate_and_create)(user, body)
@@ -283,7 +370,8 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
         delay = min(delay * 1.5, 1.0)
 
     if current.status == Generation.Status.FAILED:
-        status = current.error_status or 502
+        # Rows failed before the store clamped statuses may hold a 1xx or 3xx.
+        status = gateway_status(current.error_status)
         headers = {"Location": location}
         if status == 429:
             headers["Retry_After"] = str(int(settings.GENERATION_RETRY_MAX) or 1)
@@ -370,13 +458,17 @@ def generation_json(request: HttpRequest, generation_id: int, viewer: Any) -> di
     }
 
 
-def generation_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
+@allow_methods("GET")
+def generation_detail(request: HttpRequest, ident: str) -> HttpResponse:
     path = request.path
-    if request.method != "GET":
-        return api_error(405, f"Method {request.method} is not allowed; use GET", path)
     user = request_user(request, allow_session=True)
     if user is None:
         return unauthorized(path)
+    try:
+        uuid = UUID(ident)
+    except ValueError:
+        # Not an id the studio ever gives out: the same 404 as one that is not there.
+        return api_error(404, f"Generation {ident} not found", path)
     generation = generations_visible_to(user).filter(uuid=uuid).only("pk").first()
     if generation is None:
         return api_error(404, f"Generation {uuid} not found", path)

@@ -6,4 +6,7 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
 
-application = get_asgi_application()
+from studio.serverlog import track_disconnects  # noqa: E402
+
+# The access log tells a client that hung up from a server error (studio.serverlog).
+application = track_disconnects(get_asgi_application())

@@ -5,6 +5,7 @@
 - `private_file_headers`: the headers of any response carrying stored user files.
 - `flat_error`: the provider's flat JSON error body, which the API and API-facing
   views (media fetched with a bearer token) both answer with.
+- `gateway_status`: the status a failed provider call is stored and answered with.
 """
 
 from __future__ import annotations
@@ -64,6 +65,17 @@ def flat_error(status: int, message: str, path: str, **headers: str) -> JsonResp
     for name, value in headers.items():
         response[name.replace("_", "-")] = value
     return response
+
+
+def gateway_status(status: int | None) -> int:
+    """A provider's failure status as the studio passes it on: a 4xx or 5xx as it is,
+    anything else (none, 1xx, 2xx, 3xx, 600+) as 502 Bad Gateway. A `101 Switching
+    Protocols` or a `304` handed to an API client would be read as something else
+    entirely; the generation's store (generator.services.claims.fail) and the API's
+    answer (api.views) both use this."""
+    if status is not None and 400 <= status <= 599:
+        return status
+    return 502
 
 
 def unauthorized(path: str) -> JsonResponse:

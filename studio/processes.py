@@ -73,5 +73,7 @@ def web_command(python: str, *, bind: str, workers: int = 2) -> list[str]:
         "--bind", bind,
         "--workers", str(workers),
         "--access-logfile", "-",
+        # A client that hangs up before its answer is logged as 499, not 500.
+        "--logger-class", "studio.serverlog.AccessLogger",
         "--graceful-timeout", "10",
     ]  # fmt: skip

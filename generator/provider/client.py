@@ -135,8 +135,11 @@ def _provider_error(
         raw = b""
     payload = _error_payload(raw)
     message = _error_message(payload, key) or f"Provider answered HTTP {status}"
-    if 300 <= status < 400:
+    if status in (301, 302, 303, 307, 308):
         message = f"Provider answered HTTP {status}, a redirect, which is not followed"
+    elif not 400 <= status < 600:
+        # A 1xx, a 304 or a 600 is no answer to a POST: its body says nothing either.
+        message = f"Provider answered HTTP {status}, which is not an answer to a generation"
     if status in (408, 429) or 500 <= status < 600:
         error_class: type[ProviderError] = TransientProviderError
     else:

@@ -23,6 +23,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from generator.models import Generation
+from studio.http import gateway_status
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def fail(generation: Generation, message: str, *, status: int | None = None) -> 
         generation,
         status=Status.FAILED,
         error=message[:2000],
-        error_status=status,
+        error_status=gateway_status(status) if status is not None else None,
         lease_until=None,
         claim_token=None,
         finished_at=now,
