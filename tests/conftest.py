@@ -218,7 +218,7 @@ def purge_queues() -> None:
 
     with app.connection_for_write() as conn:
         channel = conn.default_channel
-        for queue in ("provider", "images"):
+        for queue in ("provider", "images", "sweep"):
             try:
                 channel.queue_purge(queue)
             except Exception:  # the queue may not exist yet

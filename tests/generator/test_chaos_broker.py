@@ -221,3 +221,10 @@ def sweeps_run(
     return sum(
         len(SWEEP_RAN.findall(node.logs[name].read_text(errors="replace"))) for name in names
     )
+
+
+def test_the_sweep_runs_while_the_image_worker_is_down(node):
+    # The sweep has a queue of its own that every worker takes, so a missing (or
+    # exited, or busy) image worker does not stop it.
+    node.start(("worker-provider", "beat"))
+    wait_for(lambda: sweeps_run(node, ("worker-provider",)) >= 2, timeout=60, interval=0.5)
