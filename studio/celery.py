@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 
+import redis.exceptions
 from celery import Celery
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
@@ -30,3 +31,24 @@ def _ack_and_free_the_slot(self: kombu_redis.QoS, delivery_tag: str) -> None:
 
 
 kombu_redis.QoS.ack = _ack_and_free_the_slot
+
+
+_redis_connparams = kombu_redis.Channel._connparams
+
+
+def _connparams_or_connection_error(self: kombu_redis.Channel, asynchronous: bool = False) -> dict:
+    # A consumer that loses Redis collects its connection, which detaches the channel's
+    # transport from it, then closes it. Closing restores the unacknowledged messages (a
+    # busy provider worker has dozens) through a new pool, whose address kombu reads from
+    # the detached connection: an AttributeError, which Celery does not take for a
+    # connection error, so the worker exited instead of reconnecting
+    # (tests/generator/test_chaos_broker.py). As a connection error it is the outage it
+    # is: the messages stay in the unacked set and come back after the visibility
+    # timeout, where the claim on the generation makes the redelivery harmless. A late
+    # ack on the old channel fails the same way, logged; its slot is freed above.
+    if getattr(self.connection, "client", None) is None:
+        raise redis.exceptions.ConnectionError("the broker connection of this channel is closed")
+    return _redis_connparams(self, asynchronous=asynchronous)
+
+
+kombu_redis.Channel._connparams = _connparams_or_connection_error

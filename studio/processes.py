@@ -20,6 +20,9 @@ def worker_commands(
     common = ["--without-gossip", "--without-mingle", "-l", loglevel]
     provider_concurrency = provider_concurrency or settings.WORKER_PROVIDER_CONCURRENCY
     image_concurrency = image_concurrency or settings.WORKER_IMAGE_CONCURRENCY
+    # Both workers also take the sweep, from a queue of its own, so it keeps running
+    # while either is down or behind on its own queue (a worker that exited during a
+    # Redis restart once took the sweep with it). Each sweep runs on one of them.
     return {
         # Provider calls only wait on the network: many threads, bounded by the HTTP
         # timeouts in generator/provider/client.py (Celery time limits do not apply to threads).
@@ -27,7 +30,7 @@ def worker_commands(
         + [
             "worker",
             "-Q",
-            "provider",
+            "provider,sweep",
             "-P",
             "threads",
             "-c",
@@ -42,7 +45,7 @@ def worker_commands(
         + [
             "worker",
             "-Q",
-            "images",
+            "images,sweep",
             "-P",
             "prefork",
             "-c",

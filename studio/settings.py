@@ -554,11 +554,13 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_DEFAULT_QUEUE = "images"
 # Provider calls are pure waiting and run on a thread pool; decoding and thumbnails
-# are CPU work and run on a process pool (see README, "Workers").
+# are CPU work and run on a process pool (see README, "Workers"). The sweep has a queue
+# of its own that both workers take (studio/processes.py): on the image queue it stopped
+# with the image worker, and its messages counted as mirror backlog in the sweep itself.
 CELERY_TASK_ROUTES = {
     "generator.tasks.generation_call": {"queue": "provider"},
     "generator.tasks.generation_mirror": {"queue": "images"},
-    "generator.tasks.generation_sweep": {"queue": "images"},
+    "generator.tasks.generation_sweep": {"queue": "sweep"},
 }
 # One worker node: threads for provider calls, processes for image work (README).
 WORKER_PROVIDER_CONCURRENCY = envint("WORKER_PROVIDER_CONCURRENCY", 32, minimum=1)

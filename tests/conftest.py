@@ -218,7 +218,7 @@ def purge_queues() -> None:
 
     with app.connection_for_write() as conn:
         channel = conn.default_channel
-        for queue in ("provider", "images"):
+        for queue in ("provider", "images", "sweep"):
             try:
                 channel.queue_purge(queue)
             except Exception:  # the queue may not exist yet
@@ -549,7 +549,8 @@ class ChaosNode(Workers):
                 command, cwd=ROOT, env=self.env, stdout=log.open("w"),
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-            wait_for(lambda: "Sending due task" in log.read_text(errors="replace"), timeout=30)
+            # Generous: on a machine busy with other test runs beat took over 30 s to start.
+            wait_for(lambda: "Sending due task" in log.read_text(errors="replace"), timeout=120)
         return self
 
 

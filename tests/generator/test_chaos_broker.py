@@ -4,6 +4,7 @@ keeps the generation queued, and the sweep finishes it once Redis is back."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -161,3 +162,69 @@ def test_an_ack_that_times_out_frees_the_workers_prefetch_slot(private_redis):
         # Without the fix the slot stays taken and the worker never consumes again.
         assert channel.qos.can_consume()
         queue.close()
+
+
+@pytest.fixture
+def busy_node(provider, private_redis, tmp_path, settings) -> Iterator[ChaosNode]:
+    # The provider worker as docker-compose runs it: 32 threads.
+    env = chaos_env(provider, private_redis.url, WORKER_PROVIDER_CONCURRENCY="32")
+    settings.GENERATION_QUEUE_GRACE_SECONDS = int(env["GENERATION_QUEUE_GRACE_SECONDS"])
+    group = ChaosNode(env, tmp_path)
+    with studio_broker(env):
+        yield group
+        group.stop()
+
+
+def test_a_redis_restart_with_many_calls_in_flight_keeps_the_provider_worker_running(
+    owner, provider, private_redis, busy_node, settings
+):
+    settings.GENERATION_MAX_ACTIVE_PER_USER = 32
+    busy_node.start()
+    workers = {name: busy_node.procs[name] for name in ("worker-provider", "worker-images")}
+    pids = {name: proc.pid for name, proc in workers.items()}
+    # Under the provider timeouts of chaos_env, so every call in flight is answered.
+    provider.latency = 4.0
+    generations = [submit(owner, f"busy {i}", num_images=1) for i in range(24)]
+    wait_for(lambda: provider.in_flight >= 20, timeout=60, interval=0.05)
+    # While the calls are still running: the consumer loses its connection with about
+    # twenty messages delivered and not acknowledged.
+    private_redis.stop()
+    time.sleep(3)
+    sweeps = sweeps_run(busy_node)
+    private_redis.start()
+    provider.latency = 0.0
+
+    def finished_or_a_worker_gone() -> bool:
+        for generation in generations:
+            generation.refresh_from_db()
+        gone = any(proc.poll() is not None for proc in workers.values())
+        return gone or all(generation.is_finished for generation in generations)
+
+    # A worker that exits ends the wait: nobody restarts it here, so nothing would finish.
+    wait_for(finished_or_a_worker_gone, timeout=240, interval=0.5)
+    for name, proc in workers.items():
+        # Not restarted by anyone: the same process consumed again after the outage.
+        assert proc.poll() is None and proc.pid == pids[name], busy_node.log(name)
+        assert "Unrecoverable error" not in busy_node.logs[name].read_text(errors="replace")
+    assert_nothing_lost_or_duplicated(generations, provider)
+    assert [g.status for g in generations] == ["succeeded"] * len(generations)
+    # Beat's sweeps are consumed again after the outage.
+    wait_for(lambda: sweeps_run(busy_node) > sweeps, timeout=60, interval=0.5)
+
+
+SWEEP_RAN = re.compile(r"generation_sweep\[[^\]]+\] succeeded")
+
+
+def sweeps_run(
+    node: ChaosNode, names: tuple[str, ...] = ("worker-provider", "worker-images")
+) -> int:
+    return sum(
+        len(SWEEP_RAN.findall(node.logs[name].read_text(errors="replace"))) for name in names
+    )
+
+
+def test_the_sweep_runs_while_the_image_worker_is_down(node):
+    # The sweep has a queue of its own that every worker takes, so a missing (or
+    # exited, or busy) image worker does not stop it.
+    node.start(("worker-provider", "beat"))
+    wait_for(lambda: sweeps_run(node, ("worker-provider",)) >= 2, timeout=60, interval=0.5)

@@ -133,6 +133,18 @@ def test_celery_is_configured_for_at_least_once_delivery():
     assert conf.task_routes["generator.tasks.generation_mirror"] == {"queue": "images"}
 
 
+def test_the_sweep_has_a_queue_of_its_own_that_every_worker_takes():
+    from studio.celery import app
+    from studio.processes import worker_commands
+
+    # Not the image queue: the sweep kept stopping with the image worker, and its own
+    # messages counted as mirror backlog.
+    assert app.conf.task_routes["generator.tasks.generation_sweep"] == {"queue": "sweep"}
+    assert "options" not in app.conf.beat_schedule["generation-sweep"]  # no other queue
+    for name, argv in worker_commands("python").items():
+        assert "sweep" in argv[argv.index("-Q") + 1].split(","), name
+
+
 def test_visibility_timeout_outlasts_a_task_and_its_longest_retry(tmp_path):
     s = load_production_settings(
         {"DATA_DIR": str(tmp_path), "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"}
