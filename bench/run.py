@@ -20,6 +20,7 @@ from bench.common import ROOT, table  # noqa: E402
 SCRIPTS = [
     "mirroring.py",
     "pipeline.py",
+    "memory.py",
     "gallery.py",
     "http_load.py",
     "api_concurrency.py",

@@ -9,7 +9,7 @@ download and base64 decoding (download) and the errors (errors).
 from __future__ import annotations
 
 from generator.fetch.checks import check_mirror_url
-from generator.fetch.download import decode_b64_image, fetch_image
+from generator.fetch.download import decode_b64_image, decode_b64_image_to, fetch_image
 from generator.fetch.errors import MirrorError, PermanentMirrorError, TransientMirrorError
 
 __all__ = [
@@ -18,5 +18,6 @@ __all__ = [
     "TransientMirrorError",
     "check_mirror_url",
     "decode_b64_image",
+    "decode_b64_image_to",
     "fetch_image",
 ]

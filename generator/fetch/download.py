@@ -14,6 +14,7 @@ import re
 import socket
 import time
 from dataclasses import dataclass
+from typing import IO, Protocol
 from urllib.parse import urljoin
 
 import urllib3
@@ -234,6 +235,77 @@ def _read_image_response(
 
 
 _DATA_URI = re.compile(r"data:image/(?:png|jpeg|jpg|webp);base64,", re.IGNORECASE)
+
+
+# Decoded this many base64 characters at a time (a multiple of 4): 256 KiB in, 192 out.
+B64_PIECE_CHARS = 256 * 1024
+
+
+class B64Text(Protocol):
+    """Base64 text kept in a file (generator.provider's InlineData): plain ASCII."""
+
+    def __len__(self) -> int: ...
+
+    def open(self) -> IO[bytes]: ...
+
+
+def decode_b64_image_to(data: str | B64Text, target: IO[bytes]) -> int:
+    """decode_b64_image, written to `target`; text kept in a file is decoded from it in
+    pieces, so no more than B64_PIECE_CHARS of it is ever in memory. The checks and
+    their messages are decode_b64_image's. Returns the number of bytes written."""
+    if isinstance(data, str):
+        return target.write(decode_b64_image(data))
+    source, length = data.open(), len(data)
+    # text = data.strip(): the characters are printable ASCII, so only spaces are cut.
+    start, end = 0, length
+    while start < end:
+        source.seek(start)
+        piece = source.read(min(B64_PIECE_CHARS, end - start))
+        start += len(piece) - len(piece.lstrip(b" "))
+        if piece.lstrip(b" "):
+            break
+    while end > start:
+        size = min(B64_PIECE_CHARS, end - start)
+        source.seek(end - size)
+        piece = source.read(size)
+        end -= len(piece) - len(piece.rstrip(b" "))
+        if piece.rstrip(b" "):
+            break
+    source.seek(start)
+    head = source.read(min(end - start, 64))
+    if head[:5].lower() == b"data:":
+        prefix = _DATA_URI.match(head.decode("ascii"))
+        if prefix is None:
+            raise PermanentMirrorError("The data: URI is not a base64 PNG, JPEG or WebP image")
+        start += prefix.end()
+    if start >= end:
+        raise PermanentMirrorError("The base64 image is empty")
+    max_bytes = int(settings.MIRROR_MAX_BYTES)
+    source.seek(max(start, end - 2))
+    tail = source.read(end - max(start, end - 2))
+    decoded_size = (end - start) // 4 * 3 - tail.count(b"=")
+    if decoded_size > max_bytes:
+        raise PermanentMirrorError(
+            f"The base64 image is about {decoded_size} bytes, more than MIRROR_MAX_BYTES "
+            f"({max_bytes})"
+        )
+    written = 0
+    source.seek(start)
+    position = start
+    try:
+        while position < end:
+            piece = source.read(min(B64_PIECE_CHARS, end - position))
+            if not piece:
+                raise PermanentMirrorError("The base64 image is not valid base64")
+            position += len(piece)
+            # Padding before the last piece is data after padding, which strict decoding
+            # refuses in the whole text too.
+            if position < end and b"=" in piece:
+                raise binascii.Error("padding inside the text")
+            written += target.write(binascii.a2b_base64(piece, strict_mode=True))
+    except (binascii.Error, ValueError):
+        raise PermanentMirrorError("The base64 image is not valid base64") from None
+    return written
 
 
 def decode_b64_image(data: str) -> bytes:

@@ -6,6 +6,7 @@ submodules are the call (client), the answer parser (parser) and the errors (err
 
 from __future__ import annotations
 
+from generator.provider.answer import InlineData
 from generator.provider.client import generate_images, parse_retry_after
 from generator.provider.errors import PermanentProviderError, ProviderError, TransientProviderError
 from generator.provider.parser import (
@@ -16,6 +17,7 @@ from generator.provider.parser import (
 )
 
 __all__ = [
+    "InlineData",
     "MAX_IMAGES_PER_ANSWER",
     "PermanentProviderError",
     "ProviderError",

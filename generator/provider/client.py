@@ -17,6 +17,7 @@ import re
 import socket
 import time
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -26,6 +27,7 @@ import urllib3
 from django.conf import settings
 
 from generator.http_common import CHUNK_BYTES, USER_AGENT, Watchdog, content_length, set_timeout
+from generator.provider.answer import AnswerReader
 from generator.provider.errors import PermanentProviderError, ProviderError, TransientProviderError
 from generator.provider.parser import ProviderResult, parse_generation_response
 
@@ -109,8 +111,12 @@ def generate_images(body: dict) -> ProviderResult:
         with response:
             status = response.status_code
             if 200 <= status < 300:
-                raw = _read_provider_body(response, deadline, read_timeout, max_bytes)
-                result = parse_generation_response(_load_json(raw))
+                answer = _read_provider_answer(response, deadline, read_timeout, max_bytes)
+                try:
+                    result = parse_generation_response(_load_json(answer))
+                except BaseException:
+                    answer.close()
+                    raise
                 logger.info(
                     "Provider answered HTTP %s with %d image(s) in %.1f s",
                     status,
@@ -164,6 +170,42 @@ def _read_provider_body(
     truncate: bool = False,
 ) -> bytes:
     """The body, read within `deadline` and `max_bytes` (or cut at it when `truncate`)."""
+    chunks: list[bytes] = []
+    _read_provider_pieces(response, deadline, read_timeout, max_bytes, chunks.append, truncate)
+    body = b"".join(chunks)[:max_bytes] if truncate else b"".join(chunks)
+    return _decode_provider_encoding(response.headers.get("Content-Encoding"), body, max_bytes)
+
+
+def _read_provider_answer(
+    response: requests.Response, deadline: float, read_timeout: float, max_bytes: int
+) -> AnswerReader:
+    """A successful answer, read as _read_provider_body reads one but never held whole:
+    each piece goes to an AnswerReader as it arrives (decompressed first, under the
+    same cap, if a proxy compressed it), which keeps inline images in files."""
+    reader = AnswerReader()
+    decoder = _StreamDecoder(response.headers.get("Content-Encoding"), max_bytes)
+    try:
+        _read_provider_pieces(
+            response, deadline, read_timeout, max_bytes,
+            lambda chunk: reader.feed(decoder.decode(chunk)), False,
+        )  # fmt: skip
+        decoder.finish()
+    except BaseException:
+        reader.close()
+        raise
+    return reader
+
+
+def _read_provider_pieces(
+    response: requests.Response,
+    deadline: float,
+    read_timeout: float,
+    max_bytes: int,
+    take: Callable[[bytes], object],
+    truncate: bool,
+) -> None:
+    """Hand each piece of the body to `take` as it is read within `deadline` and
+    `max_bytes` (the piece that passes `max_bytes` is the last one when `truncate`)."""
     announced = content_length(response.headers.get("Content-Length"))
     if announced is not None and announced > max_bytes and not truncate:
         raise PermanentProviderError(
@@ -171,7 +213,6 @@ def _read_provider_body(
         )
     raw = response.raw
     sock = _response_socket(raw)
-    chunks: list[bytes] = []
     received = 0
     # Past the deadline, what has already arrived is still read, for LATE_READ_SECONDS
     # at most from the moment the reader notices: a worker paused (SIGSTOP, a frozen VM)
@@ -202,7 +243,7 @@ def _read_provider_body(
             if not chunk:
                 break
             received += len(chunk)
-            chunks.append(chunk)
+            take(chunk)
             if received > max_bytes:
                 if truncate:
                     break
@@ -211,8 +252,6 @@ def _read_provider_body(
                 )
         if watchdog.fired:
             raise _provider_deadline_error()
-    body = b"".join(chunks)[:max_bytes] if truncate else b"".join(chunks)
-    return _decode_provider_encoding(response.headers.get("Content-Encoding"), body, max_bytes)
 
 
 def _provider_deadline_error() -> TransientProviderError:
@@ -240,6 +279,39 @@ def _decode_provider_encoding(encoding: str | None, body: bytes, max_bytes: int)
     return decoded
 
 
+class _StreamDecoder:
+    """_decode_provider_encoding one piece at a time, with the same errors: an
+    unsupported encoding is refused once the body has been read, as before."""
+
+    def __init__(self, encoding: str | None, max_bytes: int) -> None:
+        name = (encoding or "").strip().lower()
+        self.identity = name in ("", "identity")
+        self.supported = self.identity or name in ("gzip", "x-gzip", "deflate")
+        self.decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib framing
+        self.max_bytes = max_bytes
+        self.decoded = 0
+
+    def decode(self, chunk: bytes) -> bytes:
+        if self.identity:
+            return chunk
+        if not self.supported:
+            return b""
+        try:
+            piece = self.decoder.decompress(chunk, self.max_bytes + 1 - self.decoded)
+        except zlib.error:
+            raise PermanentProviderError("The provider's answer was not understood") from None
+        self.decoded += len(piece)
+        if self.decoded > self.max_bytes or self.decoder.unconsumed_tail:
+            raise PermanentProviderError(
+                "The provider's answer is larger than AIMLAPI_MAX_RESPONSE_BYTES"
+            )
+        return piece
+
+    def finish(self) -> None:
+        if not self.supported:
+            raise PermanentProviderError("The provider's answer used an unsupported encoding")
+
+
 def _response_socket(raw: Any) -> socket.socket | None:
     """The socket under a streamed urllib3 response, or None when it cannot be found.
 
@@ -254,11 +326,13 @@ def _response_socket(raw: Any) -> socket.socket | None:
     return sock if isinstance(sock, socket.socket) else None
 
 
-def _load_json(raw: bytes) -> object:
+def _load_json(raw: bytes | AnswerReader) -> object:
     def reject_constant(name: str) -> object:
         raise ValueError(f"{name} is not JSON")
 
     try:
+        if isinstance(raw, AnswerReader):
+            return raw.load(reject_constant)
         return json.loads(raw, parse_constant=reject_constant)
     except (ValueError, RecursionError):
         # ValueError covers bad UTF-8 and numbers longer than int's digit limit too.

@@ -1,7 +1,8 @@
 """The provider's answer, in whatever documented shape it comes (aimlapi.md §5).
 
 Pure functions on decoded JSON, with no I/O: generator.provider.client reads the body,
-and every shape can be tested without a server.
+and every shape can be tested without a server. An inline image the client kept out of
+memory arrives as an InlineData (generator.provider.answer) where its text would be.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 
+from generator.provider.answer import InlineData
 from generator.provider.errors import PermanentProviderError
 
 logger = logging.getLogger(__name__)
@@ -22,7 +24,8 @@ MAX_IMAGES_PER_ANSWER = 16
 @dataclass
 class ProviderImage:
     url: str | None
-    b64_json: str | None
+    # The base64 text (or data: URI), in memory or, from a long answer, in a file.
+    b64_json: str | InlineData | None
     width: int | None
     height: int | None
     content_type: str | None
@@ -108,11 +111,13 @@ def parse_generation_response(data: object) -> ProviderResult:
 
 
 def _parse_image(entry: dict) -> ProviderImage | None:
-    url = entry.get("url") if isinstance(entry.get("url"), str) else None
-    b64 = entry.get("b64_json") if isinstance(entry.get("b64_json"), str) else None
+    url = entry.get("url") if isinstance(entry.get("url"), str | InlineData) else None
+    b64 = entry.get("b64_json") if isinstance(entry.get("b64_json"), str | InlineData) else None
     if url is not None and url.startswith("data:") and b64 is None:
         # fal's sync_mode returns the image as a data: URI in `url`.
         url, b64 = None, url
+    if isinstance(url, InlineData):
+        url = url.text()  # a URL that long is refused later, when it is checked
     if not url and not b64:
         return None
     content_type = entry.get("content_type")

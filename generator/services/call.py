@@ -7,13 +7,14 @@ import contextlib
 import json
 import logging
 import re
+import tempfile
 import time
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.core.files.base import ContentFile
+from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
@@ -189,14 +190,19 @@ def _save_provider_result(generation: Generation, result: provider.ProviderResul
         if not image.url and image.b64_json:
             # An inline image has no URL to come back to: keep its bytes before the
             # answer is committed, so the mirror step can run (and re-run) from them.
-            try:
-                content = fetch.decode_b64_image(image.b64_json)
-            except fetch.MirrorError as exc:
-                fail(generation, f"Image {index + 1} in the provider's answer: {exc}")
-                return
-            # Named after the claim too: a second paid answer never overwrites the first.
-            name = f"generations/{generation.uuid}/incoming/{index}-{generation.claim_token}.bin"
-            default_storage.save(name, ContentFile(content))
+            # They are decoded in pieces through a temporary file, never whole in memory.
+            with tempfile.TemporaryFile() as content:
+                try:
+                    fetch.decode_b64_image_to(image.b64_json, content)
+                except fetch.MirrorError as exc:
+                    fail(generation, f"Image {index + 1} in the provider's answer: {exc}")
+                    return
+                # Named after the claim too: a second paid answer never overwrites the first.
+                name = (
+                    f"generations/{generation.uuid}/incoming/{index}-{generation.claim_token}.bin"
+                )
+                content.seek(0)
+                default_storage.save(name, File(content, name=name))
             entry["stored"] = name
         elif not image.url:
             fail(generation, f"Image {index + 1} in the provider's answer has no URL or data.")
@@ -312,6 +318,8 @@ def _capped(raw: dict[str, Any]) -> dict[str, Any]:
     def strip(value: Any, depth: int) -> Any:
         if isinstance(value, str):
             return db_text(value)
+        if isinstance(value, provider.InlineData):
+            return f"<{len(value)} characters>"
         if isinstance(value, dict | list) and depth >= MAX_STORED_DEPTH:
             return "<nested too deep>"
         if isinstance(value, dict):

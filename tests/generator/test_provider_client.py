@@ -434,3 +434,49 @@ def test_parse_refuses_answers_it_does_not_understand(data: object) -> None:
 def test_parse_refuses_entries_with_neither_url_nor_data() -> None:
     with pytest.raises(PermanentProviderError, match="no images"):
         provider.parse_generation_response({"data": [{"url": None, "b64_json": None}]})
+
+
+# --- Memory: an answer is read in pieces ---------------------------------------------------
+
+
+def test_a_16_mb_inline_answer_is_read_in_memory_far_below_one_image(
+    fake: FakeServer, provider_url: str, settings: Any
+) -> None:
+    """A 50 MB answer cost 1.3 GiB of worker memory: the body was read into a list of
+    chunks, joined, parsed whole and each image decoded in one piece. Now the images'
+    characters go to temporary files as they arrive and are decoded from there in pieces."""
+    import base64
+    import os
+    import tempfile
+    import tracemalloc
+
+    from generator import fetch
+
+    settings.AIMLAPI_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+    image_bytes = 3 * 1024 * 1024
+    images = [os.urandom(image_bytes) for _ in range(4)]
+    answer = {"data": [{"b64_json": base64.b64encode(raw).decode()} for raw in images], "seed": 5}
+    fake.routes[provider_url] = json_reply(200, answer)
+    del answer
+    assert len(fake.routes[provider_url].body) > 16 * 1024 * 1024
+
+    tracemalloc.start()
+    try:
+        result = provider.generate_images({})
+        _, read_peak = tracemalloc.get_traced_memory()
+        # The old reader held the answer three times over (chunks, join, parsed text).
+        assert read_peak < image_bytes / 2, f"reading took {read_peak / 2**20:.1f} MiB"
+        decoded, decode_peak = [], 0
+        for image in result.images:
+            with tempfile.TemporaryFile() as target:
+                tracemalloc.reset_peak()
+                fetch.decode_b64_image_to(image.b64_json, target)
+                decode_peak = max(decode_peak, tracemalloc.get_traced_memory()[1])
+                target.seek(0)
+                decoded.append(target.read() == images[len(decoded)])
+    finally:
+        tracemalloc.stop()
+
+    assert result.seed == 5
+    assert decoded == [True] * 4
+    assert decode_peak < image_bytes / 2, f"decoding took {decode_peak / 2**20:.1f} MiB"

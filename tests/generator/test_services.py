@@ -15,7 +15,9 @@ from django.utils import timezone
 from PIL import Image as PILImage
 
 from generator import services
+from generator.fetch import download
 from generator.models import Generation
+from generator.provider import answer
 from generator.registry import FLUX_REALISM
 from tests.conftest import purge_queues, run_steps
 
@@ -247,7 +249,12 @@ def test_mirroring_resumes_after_a_partial_copy(owner, provider):
     assert generation.images.count() == 1  # the first was kept, not re-fetched later
 
 
-def test_inline_base64_answers_are_mirrored(owner, provider):
+@pytest.mark.parametrize("in_files", [False, True], ids=["in memory", "in files"])
+def test_inline_base64_answers_are_mirrored(owner, provider, monkeypatch, in_files):
+    if in_files:  # the images are kept in files, as a long answer's are
+        monkeypatch.setattr(answer, "INLINE_MIN_BYTES", 1024)
+        # And decoded from there: the in-memory decoder is not called.
+        monkeypatch.setattr(download, "decode_b64_image", None)
     provider.shape = "b64"
     generation = make(owner, num_images=2)
     services.generation_call(generation_id=generation.pk)
