@@ -29,6 +29,20 @@ PASSWORD = "correct horse battery staple"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# --- The database between transactional tests --------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_that_survives_busy_workers() -> Iterator[None]:
+    """Every transactional test's flush waits for, or ends, other connections' open
+    transactions and retries on lock conflicts; see tests/db_flush.py for why."""
+    from tests import db_flush
+
+    uninstall = db_flush.install()
+    yield
+    uninstall()
+
+
 # --- Personas ---------------------------------------------------------------------------
 
 
@@ -225,8 +239,49 @@ def purge_queues() -> None:
                 pass
 
 
+def broker_pending() -> int:
+    """Messages the workers have not finished with: waiting in the two queues, or
+    delivered and not yet acknowledged (running, or waiting out a retry's countdown:
+    tasks are acknowledged late)."""
+    from studio.celery import app
+
+    with app.connection_for_read() as conn:
+        channel = conn.default_channel
+        # Declaring, not a passive check: see generator.services.claims.queue_backlog.
+        pending = sum(channel.queue_declare(queue=q).message_count for q in ("provider", "images"))
+        unacked_key = getattr(channel, "unacked_key", None)  # the Redis transport's
+        if unacked_key:
+            pending += int(channel.client.hlen(unacked_key))
+        return pending
+
+
+def settle_workers(timeout: float = 30) -> bool:
+    """Wait until the workers have nothing of the test's in hand: no generation under a
+    live lease and no message pending. Then drop what is still queued, so none of it
+    runs into the next test. False if `timeout` ran out first (the flush copes anyway).
+    """
+    from django.utils import timezone
+
+    from generator.models import Generation
+
+    def idle() -> bool:
+        leased = Generation.objects.filter(
+            status__in=(Generation.Status.QUEUED, Generation.Status.RUNNING),
+            lease_until__gt=timezone.now(),
+        ).exists()
+        return not leased and broker_pending() == 0
+
+    try:
+        wait_for(idle, timeout=timeout, interval=0.1)
+        settled = True
+    except AssertionError:
+        settled = False
+    purge_queues()
+    return settled
+
+
 @pytest.fixture(scope="session")
-def workers(
+def worker_pool(
     django_db_setup: Any,
     django_db_blocker: Any,
     offline_provider_server: OfflineProvider,
@@ -238,6 +293,19 @@ def workers(
     group = Workers(env, tmp_path_factory.mktemp("workers")).start()
     yield group
     group.stop()
+
+
+@pytest.fixture
+def workers(worker_pool: Workers) -> Iterator[Workers]:
+    """The session's workers, left idle when the test ends.
+
+    This fixture is set up after pytest-django's database fixture, so its teardown runs
+    before that one's flush: the flush (tests/db_flush.py) then does not start while a
+    worker is still in the middle of the test's last generation, writing rows the
+    TRUNCATE is about to lock.
+    """
+    yield worker_pool
+    settle_workers()
 
 
 def run_steps(generation: Any) -> Any:
