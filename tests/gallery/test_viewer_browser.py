@@ -11,7 +11,7 @@ import pytest
 from generator import services
 from generator.models import Image
 from generator.registry import FLUX_REALISM
-from tests.conftest import run_steps
+from tests.conftest import run_steps, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -19,7 +19,11 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 def gallery_of(owner: Any, generations: int = 2) -> list[Image]:
     for i in range(generations):
         body = {"model": "flux-realism", "prompt": f"A harbour at dawn, take {i}", "num_images": 2}
-        run_steps(services.generation_create(owner=owner, spec=FLUX_REALISM, body=body))
+        generation = run_steps(
+            services.generation_create(owner=owner, spec=FLUX_REALISM, body=body)
+        )
+        # A running worker (started by an earlier test) may have taken the mirror step.
+        wait_for(lambda g=generation: g.images.count() == 2, timeout=60)
     # The gallery's order: newest first.
     return list(Image.objects.order_by("-created_at", "-id"))
 

@@ -23,7 +23,10 @@ def test_a_user_generates_from_the_studio_with_htmx(browser_as, owner, provider,
     assert card.get_attribute("id") == f"generation-{generation.uuid}"
     thumb = card.locator(".thumbs img").first
     thumb.wait_for()
-    assert page.evaluate("(img) => img.complete && img.naturalWidth > 0", thumb.element_handle())
+    # Loaded, not just in the page: a busy machine may take a moment to send it.
+    page.wait_for_function(
+        "(img) => img.complete && img.naturalWidth > 0", arg=thumb.element_handle(), timeout=20_000
+    )
     assert page.js_errors == []
 
 

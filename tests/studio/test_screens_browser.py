@@ -14,7 +14,7 @@ from django.conf import settings
 from generator import services
 from generator.models import Generation
 from generator.registry import FLUX_REALISM, MODELS
-from tests.conftest import run_steps, with_role
+from tests.conftest import run_steps, wait_for, with_role
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -31,6 +31,8 @@ def history(owner: Any, count: int) -> list[Generation]:
         generation = services.generation_create(owner=owner, spec=FLUX_REALISM, body=body)
         if i >= count - 2:
             generation = run_steps(generation)
+            # A running worker (started by an earlier test) may have taken the mirror step.
+            wait_for(lambda g=generation: g.images.count() == 2, timeout=60)
         else:
             Generation.objects.filter(pk=generation.pk).update(status="failed", error="Test card")
         made.append(generation)

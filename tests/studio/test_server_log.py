@@ -80,7 +80,9 @@ def web(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_client_that_hangs_up_during_a_long_wait_is_logged_as_499(web, owner):
+def test_a_client_that_hangs_up_during_a_long_wait_is_logged_as_499(web, owner, provider):
+    # Workers other tests started may still run: a slow provider keeps the wait long.
+    provider.latency = 15.0
     token = api_token_create(user=owner, name="script")[1]
     body = json.dumps({"model": "flux-realism", "prompt": "an impatient script"}).encode()
     with socket.create_connection(("127.0.0.1", web.port), timeout=10) as sock:
