@@ -317,6 +317,10 @@ def run_steps(generation: Any) -> Any:
     generation.refresh_from_db()
     if generation.step == Generation.Step.MIRROR and not generation.is_finished:
         services.generation_mirror(generation_id=generation.pk)
+    # The generation's message went to the broker on commit, so a worker an earlier test
+    # left running may hold either step; the claims let only one of us run it, and the
+    # caller wants it finished whoever did.
+    wait_for(lambda: Generation.objects.get(pk=generation.pk).is_finished, timeout=90)
     generation.refresh_from_db()
     return generation
 

@@ -8,16 +8,14 @@ from audit.models import AuditEvent
 from generator import services
 from generator.models import Generation
 from generator.registry import FLUX_REALISM
+from tests.conftest import run_steps
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
 
 def shared_image(owner):
     body = {"model": "flux-realism", "prompt": "a lighthouse at dusk", "image_size": "square"}
-    generation = services.generation_create(owner=owner, spec=FLUX_REALISM, body=body)
-    services.generation_call(generation_id=generation.pk)
-    services.generation_mirror(generation_id=generation.pk)
-    generation.refresh_from_db()
+    generation = run_steps(services.generation_create(owner=owner, spec=FLUX_REALISM, body=body))
     assert generation.status == Generation.Status.SUCCEEDED, generation.error
     return generation.images.get()
 
