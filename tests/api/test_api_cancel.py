@@ -99,3 +99,28 @@ def test_a_signed_in_session_needs_the_csrf_token(owner):
         f"/v1/generations/{generation.uuid}/cancel", headers={"X-CSRFToken": token}
     )
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
+
+
+def test_a_waiting_call_whose_generation_is_cancelled_answers_409(client, owner, monkeypatch):
+    import api.views
+
+    real_current = api.views._current
+
+    def cancelled_while_waiting(generation_id: int) -> Generation:
+        generation = Generation.objects.get(pk=generation_id)
+        if generation.is_cancellable:
+            services.generation_cancel(generation=generation, by=owner)
+        return real_current(generation_id)
+
+    monkeypatch.setattr(api.views, "_current", cancelled_while_waiting)
+    token = api_token_create(user=owner, name="cli")[1]
+    response = client.post(
+        "/v1/images/generations",
+        {"model": "flux-realism", "prompt": "A kite over the dunes"},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 409
+    assert "was cancelled" in response.json()["message"]
+    generation = Generation.objects.get()
+    assert response["Location"].endswith(f"/v1/generations/{generation.uuid}")
