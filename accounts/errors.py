@@ -33,6 +33,12 @@ class InvalidRequest(StudioError):
     status = 400
 
 
+class Conflict(StudioError):
+    """The object is past the point where this can be done (cancelling a finished job)."""
+
+    status = 409
+
+
 class LimitReached(StudioError):
     """Too many generations in progress or this hour; `retry_after` seconds is a hint."""
 

@@ -147,6 +147,16 @@ def may_retry(user: Any, generation: Any) -> bool:
     return may_generate(user) and generation.owner_id == user.pk
 
 
+def may_cancel(user: Any, generation: Any) -> bool:
+    """Its owner (whatever their role: cancelling only stops spending), or an admin."""
+    return is_active(user) and (generation.owner_id == user.pk or may_manage_members(user))
+
+
+def may_rerun(user: Any, generation: Any) -> bool:
+    """Regenerate or make variations: a new submission of one's own settings."""
+    return may_generate(user) and generation.owner_id == user.pk
+
+
 def may_report(user: Any, image: Any, generation: Any) -> bool:
     """Anyone who sees an image may report it, except its owner; an image already held
     for review still takes reports from those who saw it (they add to the case)."""

@@ -45,7 +45,10 @@ GENERATION = {
         "id": {"type": "string", "format": "uuid"},
         "object": {"type": "string"},
         "model": {"type": "string"},
-        "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
+        "status": {
+            "type": "string",
+            "enum": ["queued", "running", "succeeded", "failed", "cancelled"],
+        },
         "error": {"type": ["string", "null"]},
         "parameters": {"type": "object"},
         "seed": {"type": ["integer", "null"]},
@@ -203,6 +206,34 @@ def openapi_document(server: str, enabled: frozenset[str] | None = None) -> dict
                         },
                         "401": _error("Missing or invalid token"),
                         "404": _error("No such generation for this user"),
+                    },
+                }
+            },
+            "/v1/generations/{id}/cancel": {
+                "post": {
+                    "operationId": "cancelGeneration",
+                    "summary": "Cancel a queued or running generation (its owner or an admin)",
+                    "parameters": [
+                        {
+                            "name": "id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "format": "uuid"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The generation, now cancelled",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Generation"}
+                                }
+                            },
+                        },
+                        "401": _error("Missing or invalid token"),
+                        "403": _error("Only its owner or an admin may cancel it"),
+                        "404": _error("No such generation for this user"),
+                        "409": _error("It has already finished"),
                     },
                 }
             },

@@ -13,6 +13,7 @@ urlpatterns = [
     path("images/generations/", api.images_generations),
     # Any id, so a malformed one is the API's JSON 404 and not the site's HTML one.
     path("generations/<str:ident>", api.generation_detail, name="generation"),
+    path("generations/<str:ident>/cancel", api.generation_cancel, name="generation-cancel"),
     path("models", catalog.models, name="models"),
     path("openapi.json", catalog.openapi, name="openapi"),
     # Last: every other /v1 path answers the flat 404 (and no slash-appending redirect).

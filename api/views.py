@@ -25,6 +25,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.files.storage import default_storage
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -369,6 +370,10 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, 1.0)
 
+    if current.status == Generation.Status.CANCELLED:
+        return api_error(
+            409, f"Generation {generation.uuid} was cancelled", path, Location=location
+        )
     if current.status == Generation.Status.FAILED:
         # Rows failed before the store clamped statuses may hold a 1xx or 3xx.
         status = gateway_status(current.error_status)
@@ -472,4 +477,41 @@ def generation_detail(request: HttpRequest, ident: str) -> HttpResponse:
     generation = generations_visible_to(user).filter(uuid=uuid).only("pk").first()
     if generation is None:
         return api_error(404, f"Generation {uuid} not found", path)
+    return JsonResponse(generation_json(request, generation.pk, user))
+
+
+# --- POST /v1/generations/<uuid>/cancel ----------------------------------------------
+
+
+def _session_csrf_refusal(request: HttpRequest) -> str | None:
+    """Why a cookie-authenticated POST fails Django's CSRF check, or None. The API
+    views are CSRF-exempt (so a wrong method gets the flat 405 first); a session may
+    still cancel from the page's own scripts, so the check is made here instead."""
+    refused = CsrfViewMiddleware(lambda r: HttpResponse()).process_view(request, None, (), {})
+    return None if refused is None else "CSRF verification failed for this signed-in request"
+
+
+@allow_methods("POST")
+def generation_cancel(request: HttpRequest, ident: str) -> HttpResponse:
+    """Cancel a queued or running generation: owner or admin. Answers the generation
+    as GET /v1/generations/<uuid> does, now `cancelled`; 409 once it has finished."""
+    path = request.path
+    user = request_user(request, allow_session=True)
+    if user is None:
+        return unauthorized(path)
+    if not bearer_token(request.headers.get("Authorization")):
+        reason = _session_csrf_refusal(request)
+        if reason:
+            return api_error(403, reason, path)
+    try:
+        uuid = UUID(ident)
+    except ValueError:
+        return api_error(404, f"Generation {ident} not found", path)
+    generation = generations_visible_to(user).filter(uuid=uuid).first()
+    if generation is None:
+        return api_error(404, f"Generation {uuid} not found", path)
+    try:
+        services.generation_cancel(generation=generation, by=user)
+    except StudioError as exc:
+        return error_response(exc, path)
     return JsonResponse(generation_json(request, generation.pk, user))

@@ -27,6 +27,7 @@ ACTIONS: dict[str, str] = {
     "policy.remove": "Blocked term removed",
     "policy.blocked": "Prompt refused by policy",
     "visibility.change": "Visibility changed",
+    "generation.cancel": "Generation cancelled",
 }
 
 

@@ -36,6 +36,9 @@ class Generation(models.Model):
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
+        # Stopped by its owner or an admin (services.generation_cancel). Final, like the
+        # two above: no worker claims it and the sweep never re-sends it.
+        CANCELLED = "cancelled", "Cancelled"
 
     class Step(models.TextChoices):
         CALL = "call", "Calling the provider"
@@ -129,7 +132,11 @@ class Generation(models.Model):
 
     @property
     def is_finished(self) -> bool:
-        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED)
+
+    @property
+    def is_cancellable(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
 
     @property
     def num_images(self) -> int:

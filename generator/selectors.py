@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.utils import timezone
 
 from accounts.rules import is_active, may_moderate, may_see_image
 from generator.models import Generation, Image, ModelSetting
@@ -83,3 +88,91 @@ def enabled_model_ids() -> frozenset[str]:
     return frozenset(
         spec.id for spec in MODELS.values() if chosen.get(spec.id, not spec.deprecated)
     )
+
+
+# How many of a model's latest finished generations its ETA is the median of.
+ETA_SAMPLE = 20
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where an unfinished generation stands, for its card: `since` is when the
+    clock shown counts from (queued: submitted; running: started), `eta` when it
+    should be done, `position` its place in the provider queue while queued."""
+
+    since: datetime
+    eta: datetime | None
+    typical_seconds: float | None
+    position: int | None
+
+    @property
+    def elapsed_seconds(self) -> float:
+        return max(0.0, (timezone.now() - self.since).total_seconds())
+
+    @property
+    def remaining_seconds(self) -> float | None:
+        if self.eta is None:
+            return None
+        return max(0.0, (self.eta - timezone.now()).total_seconds())
+
+    @property
+    def elapsed_text(self) -> str:
+        return clock_text(self.elapsed_seconds)
+
+    @property
+    def remaining_text(self) -> str:
+        remaining = self.remaining_seconds
+        # static/js/jobs.js words the clocks the same way as they tick.
+        return f"about {clock_text(remaining)}" if remaining else "any moment now"
+
+    @property
+    def typical_text(self) -> str:
+        return f"about {clock_text(self.typical_seconds or 0)}"
+
+
+def clock_text(seconds: float) -> str:
+    """ "7 s", "1 min 05 s": the card's clocks (static/js/jobs.js writes the same)."""
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    return f"{whole // 60} min {whole % 60:02d} s"
+
+
+def typical_seconds(model: str) -> float | None:
+    """The median time from start to finish of `model`'s recent successes (one query)."""
+    recent = list(
+        Generation.objects.filter(
+            model=model,
+            status=Generation.Status.SUCCEEDED,
+            started_at__isnull=False,
+            finished_at__isnull=False,
+        )
+        .order_by("-finished_at")
+        .values_list("started_at", "finished_at")[:ETA_SAMPLE]
+    )
+    if not recent:
+        return None
+    return statistics.median((end - start).total_seconds() for start, end in recent)
+
+
+def generation_progress(generation: Generation) -> Progress | None:
+    """The progress of a queued or running generation; None once it has finished."""
+    if not generation.is_cancellable:
+        return None
+    typical = typical_seconds(generation.model)
+    if generation.status == Generation.Status.QUEUED or generation.started_at is None:
+        # The broker hands out messages by priority, then in the order they were sent.
+        ahead = Generation.objects.filter(
+            status=Generation.Status.QUEUED, step=Generation.Step.CALL
+        ).filter(
+            Q(priority__lt=generation.priority)
+            | Q(priority=generation.priority, created_at__lt=generation.created_at)
+        )
+        return Progress(
+            since=generation.created_at,
+            eta=None,
+            typical_seconds=typical,
+            position=ahead.count() + 1,
+        )
+    eta = generation.started_at + timedelta(seconds=typical) if typical is not None else None
+    return Progress(since=generation.started_at, eta=eta, typical_seconds=typical, position=None)

@@ -29,7 +29,7 @@ from django_htmx.http import reswap, retarget
 from kombu import Connection
 
 from accounts import rules
-from accounts.errors import StudioError
+from accounts.errors import Conflict, StudioError
 from accounts.tokens import api_token_authenticate, bearer_token
 from generator import policy, selectors, services
 from generator.forms import fit_to_model, generation_form
@@ -290,6 +290,54 @@ def generation_retry(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
         )
         return reswap(retarget(response, "#generation-list"), "afterbegin")
     return see_other("generator:detail", uuid=generation.uuid)
+
+
+@require_POST
+@login_required
+def generation_cancel(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """Owner or admin: stop a queued or running generation; its card says Cancelled."""
+    generation = _get_generation_for_user(request, uuid)
+    try:
+        generation = services.generation_cancel(generation=generation, by=request.user)
+    except Conflict:
+        if not request.htmx:
+            raise  # the 409 with its message, from accounts.middleware.domain_errors
+        # It finished while the button was being pressed: the card shows how it ended.
+        generation.refresh_from_db()
+    if request.htmx:
+        return render(request, "generator/studio.html#generation-card", {"generation": generation})
+    return see_other("generator:detail", uuid=generation.uuid)
+
+
+def _new_cards(request: HtmxHttpRequest, generations: list[Generation]) -> HttpResponse:
+    """New generations on top of the studio's list (htmx), or the first one's page."""
+    if request.htmx:
+        response = render(
+            request, "generator/studio.html#new-generation-cards", {"new_generations": generations}
+        )
+        return reswap(retarget(response, "#generation-list"), "afterbegin")
+    if len(generations) == 1:
+        return see_other("generator:detail", uuid=generations[0].uuid)
+    return see_other("generator:studio")
+
+
+@require_POST
+@login_required
+def generation_regenerate(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """The same settings again with a new seed, as a new generation."""
+    finished = _get_generation_for_user(request, uuid)
+    # Refused (not the owner), InvalidRequest and limits map in accounts.middleware.
+    generation = services.generation_regenerate(generation=finished, by=request.user)
+    return _new_cards(request, [generation])
+
+
+@require_POST
+@login_required
+def generation_variations(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """A few new generations with the same settings and the seeds next to its own."""
+    finished = _get_generation_for_user(request, uuid)
+    generations = services.generation_variations(generation=finished, by=request.user)
+    return _new_cards(request, generations)
 
 
 @require_GET

@@ -5,7 +5,8 @@ queue, `call`) → `generation_mirror` (images queue, `mirror`), with
 `generation_sweep` (`claims`) re-sending whatever a lost message or a dead worker
 left behind. Each step claims the generation with one conditional UPDATE, so a
 message delivered twice does the work once. `references` sends the starting image of
-an image-to-image request.
+an image-to-image request. `cancelling` stops a job for good; `rerunning` makes
+Regenerate and Variations from a finished one.
 
 Callers import the services from here; the modules are how the code is kept apart.
 """
@@ -13,6 +14,7 @@ Callers import the services from here; the modules are how the code is kept apar
 from __future__ import annotations
 
 from generator.services.call import _save_provider_result, cost_entry_record, generation_call
+from generator.services.cancelling import generation_cancel
 from generator.services.claims import (
     RetryLater,
     RetryPolicy,
@@ -40,10 +42,17 @@ from generator.services.references import (
     reference_token,
     reference_unsign,
 )
+from generator.services.rerunning import (
+    VARIATION_COUNT,
+    generation_regenerate,
+    generation_variations,
+    variations_supported,
+)
 
 __all__ = [
     "LIMIT_PREFIX",
     "REFERENCE_SALT",
+    "VARIATION_COUNT",
     "RetryLater",
     "RetryPolicy",
     "_save_provider_result",
@@ -52,12 +61,15 @@ __all__ = [
     "default_policy",
     "fair_priority",
     "generation_call",
+    "generation_cancel",
     "generation_create",
     "generation_limit_reason",
     "generation_mirror",
+    "generation_regenerate",
     "generation_request_body",
     "generation_retry",
     "generation_sweep",
+    "generation_variations",
     "generation_visibility_set",
     "model_setting_set",
     "month_spend",
@@ -66,4 +78,5 @@ __all__ = [
     "reference_token",
     "reference_unsign",
     "retry_delay",
+    "variations_supported",
 ]

@@ -71,6 +71,9 @@ def generation_call(*, generation_id: int, policy: RetryPolicy | None = None) ->
         logger.exception("generation %s: request body could not be built", generation.uuid)
         fail(generation, f"The request could not be prepared ({type(exc).__name__}).")
         return
+    if not Generation.objects.filter(pk=generation.pk, claim_token=generation.claim_token).exists():
+        # Cancelled (which voids the claim) since it was claimed: a call not sent is free.
+        return
     if not connection.in_atomic_block:
         # The call waits 3-30 s; 32 of them in flight must not pin 32 DB connections.
         connection.close()
@@ -234,6 +237,12 @@ def _save_provider_result(generation: Generation, result: provider.ProviderResul
         generation.step = Step.MIRROR
         cost_entry_record(generation=generation, images=len(images), usage=result.usage)
         send_on_commit(generation)
+    elif not CostEntry.objects.filter(generation=generation).exists():
+        # Cancelled while the call was in flight: the provider bills it all the same, so
+        # the ledger and the budgets count it, but nothing of the answer is kept.
+        logger.info("generation %s: answer arrived after it was cancelled", generation.uuid)
+        cost_entry_record(generation=generation, images=len(images), usage=result.usage)
+        delete_incoming_names([entry["stored"] for entry in images if entry.get("stored")])
     else:
         # Another attempt's answer was saved first (this worker was paused past its
         # lease, say): these images were paid for too, and the spending says so.

@@ -70,13 +70,14 @@ def month_start() -> datetime:
 
 def month_spend(*, owner: AbstractBaseUser | None = None) -> Decimal:
     """This month's spending (one query): the ledger's figure for answered generations,
-    the submission estimate for those still waiting; failures cost nothing."""
+    the submission estimate for those still waiting; failures, and cancellations the
+    provider never billed, cost nothing."""
     generations = Generation.objects.filter(created_at__gte=month_start())
     if owner is not None:
         generations = generations.filter(owner=owner)
-    total = generations.exclude(status=Status.FAILED, cost__isnull=True).aggregate(
-        total=Sum(Coalesce("cost__estimated_usd", "estimated_usd"))
-    )["total"]
+    total = generations.exclude(
+        status__in=(Status.FAILED, Status.CANCELLED), cost__isnull=True
+    ).aggregate(total=Sum(Coalesce("cost__estimated_usd", "estimated_usd")))["total"]
     return total or Decimal(0)
 
 

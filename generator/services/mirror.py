@@ -13,6 +13,7 @@ from django.utils import timezone
 from generator import fetch
 from generator.imaging import InvalidImage, check_image
 from generator.models import Generation, Image
+from generator.services.cancelling import generation_discard_if_cancelled
 from generator.services.claims import (
     RetryLater,
     RetryPolicy,
@@ -93,6 +94,9 @@ def generation_mirror(*, generation_id: int, policy: RetryPolicy | None = None) 
     ):
         delete_incoming(generation)
         logger.info("generation %s succeeded", generation.uuid)
+    elif generation_discard_if_cancelled(generation):
+        # Cancelled while copying: the copies made meanwhile go with the rest.
+        logger.info("generation %s: cancelled while its images were copied", generation.uuid)
 
 
 def _store_image(generation: Generation, entry: dict[str, Any], checked: Any) -> Image:

@@ -62,6 +62,8 @@ OBJECT_RULES = {
     "may_see_source": "test_a_starting_image_is_shown_to_who_may_see_it",
     "may_change_visibility": "test_object_rules_for_each_persona",
     "may_retry": "test_object_rules_for_each_persona",
+    "may_cancel": "test_who_may_cancel_and_rerun_a_job",
+    "may_rerun": "test_who_may_cancel_and_rerun_a_job",
     "may_report": "test_object_rules_for_each_persona",
     "may_delete_image": "test_object_rules_for_each_persona",
     "may_delete_own_image": "test_object_rules_for_each_persona",
@@ -193,6 +195,19 @@ def test_object_rules_for_each_persona(people):
             rules.may_delete_own_image(user, private),
         )
         assert got == expected[persona], persona
+
+
+def test_who_may_cancel_and_rerun_a_job(people):
+    shared = _generation(people["owner"], "shared", status="running")
+    # Cancelling stops someone's spending: the owner or an admin, not a moderator.
+    cancel = {persona for persona, user in people.items() if rules.may_cancel(user, shared)}
+    assert cancel == {"owner", "admin"}
+    rerun = {persona for persona, user in people.items() if rules.may_rerun(user, shared)}
+    assert rerun == {"owner"}
+    # An owner who may no longer generate still stops their own job.
+    with_role(people["owner"], "viewer")
+    assert rules.may_cancel(people["owner"], shared)
+    assert not rules.may_rerun(people["owner"], shared)
 
 
 def test_who_may_suspend_reinstate_and_approve_whom(people, client):

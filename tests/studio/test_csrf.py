@@ -27,6 +27,10 @@ POST_ONLY = {
     "gallery:star",
     "gallery:decide",
     "generator:retry",
+    "generator:cancel",
+    "generator:regenerate",
+    "generator:variations",
+    "api:generation-cancel",
     "generator:visibility",
     "generator:model-enable",
 }

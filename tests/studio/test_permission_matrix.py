@@ -38,6 +38,7 @@ SIGN_IN = 302
 class Objects:
     generation: Generation
     failed: Generation
+    queued: Generation
     image: Image
     token: ApiToken
     collection: Collection
@@ -83,6 +84,7 @@ def objects(request: Any, owner: Any) -> Objects:
     return Objects(
         generation=generation,
         failed=failed,
+        queued=source,
         image=image,
         token=api_token_create(user=owner, name="mine")[0],
         collection=Collection.objects.create(owner=owner, name="Board"),
@@ -122,6 +124,10 @@ CASES = [
     Case("generator:detail", "GET", read(), data={"part": "card"}, htmx=True, note="card"),
     Case("generator:media", "GET", read()),
     Case("generator:retry", "POST", read(owner=303, moderator=403), note="failed"),
+    Case("generator:cancel", "POST", read(owner=303, moderator=403), note="queued"),
+    Case("generator:cancel", "POST", read(owner=409, moderator=403), note="finished"),
+    Case("generator:regenerate", "POST", read(owner=303, moderator=403)),
+    Case("generator:variations", "POST", read(owner=303, moderator=403)),
     Case("generator:visibility", "POST", read(owner=303, moderator=303), {"visibility": "private"}),
     Case("generator:reference", "GET", {p: 200 for p in PERSONAS} | {"suspended": INACTIVE}),
     Case(
@@ -138,6 +144,8 @@ CASES = [
     Case("gallery:collection_delete", "POST", only_owner()),
     Case("accounts:token-revoke", "POST", only_owner()),
     Case("api:generation", "GET", read(anonymous=401)),
+    Case("api:generation-cancel", "POST", read(moderator=403, anonymous=401), note="queued"),
+    Case("api:generation-cancel", "POST", read(owner=409, moderator=403, anonymous=401), note="f"),
     Case(
         "accounts:member-action",
         "POST",
@@ -156,6 +164,9 @@ def url_for(case: Case, objects: Objects) -> str:
         "generator:detail": [objects.generation.uuid],
         "generator:media": [objects.image.file.name],
         "generator:retry": [objects.failed.uuid],
+        "generator:cancel": [objects.queued.uuid],
+        "generator:regenerate": [objects.generation.uuid],
+        "generator:variations": [objects.generation.uuid],
         "generator:visibility": [objects.generation.uuid],
         "generator:reference": [objects.reference],
         "generator:model-enable": ["dall-e-3"],
@@ -166,8 +177,11 @@ def url_for(case: Case, objects: Objects) -> str:
         "gallery:collection_delete": [objects.collection.uuid],
         "accounts:token-revoke": [objects.token.uuid],
         "api:generation": [objects.generation.uuid],
+        "api:generation-cancel": [objects.queued.uuid],
         "accounts:member-action": ["oscar"],
     }[case.name]
+    if case.name.endswith("cancel") and case.note != "queued":
+        args = [objects.generation.uuid]  # finished: nothing left to cancel
     return reverse(case.name, args=args)
 
 
@@ -201,6 +215,7 @@ def _assert_unchanged(objects: Objects) -> None:
     assert Collection.objects.filter(pk=objects.collection.pk).exists()
     assert ApiToken.objects.get(pk=objects.token.pk).revoked_at is None
     assert Generation.objects.count() == 3
+    assert Generation.objects.get(pk=objects.queued.pk).status == "queued"
 
 
 @pytest.mark.parametrize("persona", ["teammate", "outsider", "viewer", "suspended"])
