@@ -48,6 +48,8 @@ GENERATION = {
         "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
         "error": {"type": ["string", "null"]},
         "parameters": {"type": "object"},
+        "user": {"type": ["string", "null"]},
+        "ignored_params": {"type": "array", "items": {"type": "string"}},
         "seed": {"type": ["integer", "null"]},
         "timings": {"type": "object"},
         "attempts": {"type": "integer"},

@@ -31,12 +31,13 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts import rules
 from accounts.errors import BudgetExhausted, InvalidRequest, LimitReached, StudioError
 from accounts.tokens import api_token_authenticate, bearer_token
+from api.compat import BodyError, openai_translate, user_check, with_ignored_header
 from api.schema import STUDIO_FIELDS, model_schema, type_error
 from generator import services
 from generator.forms import generation_form
 from generator.models import Generation
 from generator.policy import prompt_blocked_record
-from generator.registry import CUSTOM_SIZE, MODELS, ModelSpec, get_model
+from generator.registry import CUSTOM_SIZE, DEFAULT_MODEL, MODELS, ModelSpec, get_model
 from generator.selectors import generation_images_for, generations_visible_to
 from studio.http import flat_error, gateway_status, unauthorized
 
@@ -103,10 +104,6 @@ def request_user(request: HttpRequest, *, allow_session: bool) -> Any:
 # --- POST /v1/images/generations -----------------------------------------------------
 
 
-class BodyError(Exception):
-    pass
-
-
 def form_data_from_body(body: Any) -> tuple[ModelSpec, dict[str, Any], dict[str, Any]]:
     """Turn an AI/ML API request body into the web form's data.
 
@@ -119,9 +116,11 @@ def form_data_from_body(body: Any) -> tuple[ModelSpec, dict[str, Any], dict[str,
     if where is not None:
         # JSON's \ud800 escapes decode to text no database or encoder accepts.
         raise BodyError(f"{where}: Invalid string: a lone surrogate is not Unicode text")
+    # OpenAI's SDKs leave `model` out unless it is given: the studio's default then
+    # (null too, like any other parameter; "" is a model name nobody offers).
     model_id = body.get("model")
-    if not model_id:
-        raise BodyError("model: Required")
+    if model_id is None:
+        model_id = DEFAULT_MODEL
     spec = get_model(str(model_id))
     if spec is None:
         choices = " | ".join(f"'{m}'" for m in MODELS)
@@ -139,20 +138,11 @@ def form_data_from_body(body: Any) -> tuple[ModelSpec, dict[str, Any], dict[str,
     for name in studio:
         if name in data:
             options[name] = data.pop(name)
-    # OpenAI clients say `n` and `size`; translate them where the model has the
-    # AI/ML API equivalents, as the provider's own OpenAI-compatible examples do.
-    if "n" in data and "n" not in known and "num_images" in known:
-        if "num_images" in data:
-            raise BodyError("n: give either n or num_images, not both")
-        data["num_images"] = data.pop("n")
-    if "size" in data and "size" not in known and spec.size is not None:
-        if "image_size" in data:
-            raise BodyError("size: give either size or image_size, not both")
-        size = str(data.pop("size"))
-        width, _, height = size.partition("x")
-        if not (width.isdigit() and height.isdigit()):
-            raise BodyError(f"size: Expected 'WIDTHxHEIGHT', received '{size}'")
-        data["image_size"] = {"width": int(width), "height": int(height)}
+    ignored = openai_translate(spec, data, known)
+    if ignored:
+        options["ignored_params"] = ignored
+    if "user" in options:
+        options["user"] = user_check(options["user"])
     unknown = sorted(set(data) - known)
     if unknown:
         names = ", ".join(f"'{k}'" for k in unknown)
@@ -343,6 +333,15 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
         generation = await sync_to_async(_validate_and_create)(user, body)
     except StudioError as exc:
         return error_response(exc, path)
+    response = await generation_answer(request, generation, user, path)
+    return with_ignored_header(response, generation)
+
+
+async def generation_answer(
+    request: HttpRequest, generation: Generation, user: Any, path: str
+) -> HttpResponse:
+    """The answer to a created generation: 202 at once with Prefer: respond-async,
+    else the finished generation once it is (or the error it failed with, or 504)."""
     location = request.build_absolute_uri(reverse("api:generation", args=[generation.uuid]))
 
     if "respond-async" in request.headers.get("Prefer", ""):
@@ -437,6 +436,8 @@ def generation_json(request: HttpRequest, generation_id: int, viewer: Any) -> di
         "status": generation.status,
         "error": generation.error or None,
         "parameters": generation.params,
+        "user": generation.options.get("user"),
+        "ignored_params": generation.options.get("ignored_params", []),
         "seed": int(generation.seed) if generation.seed.isdigit() else None,
         "timings": generation.timings or {},
         "attempts": generation.attempts,
