@@ -214,12 +214,12 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
-def _form_errors(form: Any) -> str:
+def _form_errors(form: Any, image_field: str = "image_url") -> str:
     parts = []
     for field, errors in form.errors.items():
         name = field if field not in ("width", "height") else f"image_size.{field}"
-        if field in ("image_file", "source_image"):
-            name = "image_url"
+        if field in ("image_file", "source_image", "image_url"):
+            name = image_field
         parts.append(f"{name}: {' '.join(str(e) for e in errors)}")
     return "; ".join(parts)
 
@@ -240,25 +240,32 @@ def error_response(exc: StudioError, path: str) -> JsonResponse:
     return api_error(exc.status, exc.message, path)
 
 
-def _validate_and_create(user: Any, body: Any) -> Generation:
-    """Create the generation (raising a StudioError if it may not be). Runs in a thread."""
+def _validate_and_create(
+    user: Any, body: Any, files: Any = None, image_field: str = "image_url"
+) -> Generation:
+    """Create the generation (raising a StudioError if it may not be). Runs in a thread.
+
+    `files` holds an uploaded starting image as the form's `image_file`; errors about
+    the starting image name `image_field`, the field the client sent it in."""
     with _DB_SLOTS:
-        return _validate_and_create_unbounded(user, body)
+        return _validate_and_create_unbounded(user, body, files, image_field)
 
 
-def _validate_and_create_unbounded(user: Any, body: Any) -> Generation:
+def _validate_and_create_unbounded(
+    user: Any, body: Any, files: Any, image_field: str
+) -> Generation:
     try:
         spec, data, options = form_data_from_body(body)
     except BodyError as exc:
         raise InvalidRequest(str(exc)) from None
-    form = generation_form(data, viewer=user)
+    form = generation_form(data, files, viewer=user)
     valid = form.is_valid()
     if form.blocked_term:
         prompt_blocked_record(
             user=user, prompt=str(data.get("prompt")), term=form.blocked_term, via="api"
         )
     if not valid:
-        raise InvalidRequest(_form_errors(form))
+        raise InvalidRequest(_form_errors(form, image_field))
     try:
         return services.generation_create(
             owner=user,
