@@ -17,7 +17,7 @@ from typing import Any
 from django.http import HttpResponse
 
 from api.schema import json_type
-from generator.models import Generation
+from generator.models import CostEntry, Generation
 from generator.registry import ModelSpec
 
 IGNORED_HEADER = "x-studio-ignored-params"
@@ -129,3 +129,42 @@ def with_ignored_header(response: HttpResponse, generation: Generation) -> HttpR
     if ignored:
         response[IGNORED_HEADER] = ",".join(ignored)
     return response
+
+
+# The studio's own fields of an answer entry: a provider field of the same name never
+# replaces them (the URL is the studio's copy, the size and type are what it stored).
+# revised_prompt is set only where the prompt was revised.
+STUDIO_IMAGE_FIELDS = frozenset(
+    {"url", "b64_json", "width", "height", "content_type", "revised_prompt"}
+)
+
+
+def with_provider_fields(
+    answer: dict[str, Any], generation: Generation, images: list[Any]
+) -> dict[str, Any]:
+    """Add what the provider sent beyond the merged fields: each image's own fields
+    (imagen's mime_type, recraft's file_name and file_size...) on its `images[]` and
+    `data[]` entries, `revised_prompt` where the model drew another prompt than the one
+    asked, and `meta.usage`."""
+    extras = {
+        entry.get("index"): entry.get("extra") or {}
+        for entry in generation.provider_images or ()
+        if isinstance(entry, dict)
+    }
+    for image, shown, entry in zip(images, answer["images"], answer["data"], strict=True):
+        extra = extras.get(image.index, {})
+        for target in (shown, entry):
+            target.update((k, v) for k, v in extra.items() if k not in STUDIO_IMAGE_FIELDS)
+        # DALL·E 3 says revised_prompt; Imagen 3 sends the prompt it enhanced as `prompt`.
+        revised = extra.get("revised_prompt") or extra.get("prompt")
+        if isinstance(revised, str) and revised.strip() != generation.prompt.strip():
+            entry["revised_prompt"] = revised
+    usage = _recorded_usage(generation)
+    if usage:
+        answer["meta"] = {"usage": usage}
+    return answer
+
+
+def _recorded_usage(generation: Generation) -> dict[str, Any] | None:
+    usage = CostEntry.objects.filter(generation=generation).values_list("usage", flat=True).first()
+    return usage if isinstance(usage, dict) and usage else None

@@ -89,12 +89,22 @@ ANSWER = {
             "type": "array",
             "items": {
                 "type": "object",
+                "description": "Also each model's own per-image fields, as it sent them "
+                "(mime_type, prompt, file_name, file_size...).",
                 "properties": {
                     "url": {"type": "string"},
                     "b64_json": {"type": "string"},
-                    "revised_prompt": {"type": "string"},
+                    "revised_prompt": {
+                        "type": "string",
+                        "description": "Only where the model drew another prompt than asked",
+                    },
                 },
             },
+        },
+        "meta": {
+            "type": "object",
+            "description": "The provider's meta, when it sent usage",
+            "properties": {"usage": {"type": "object"}},
         },
     },
 }

@@ -31,7 +31,13 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts import rules
 from accounts.errors import BudgetExhausted, InvalidRequest, LimitReached, StudioError
 from accounts.tokens import api_token_authenticate, bearer_token
-from api.compat import BodyError, openai_translate, user_check, with_ignored_header
+from api.compat import (
+    BodyError,
+    openai_translate,
+    user_check,
+    with_ignored_header,
+    with_provider_fields,
+)
 from api.schema import STUDIO_FIELDS, model_schema, type_error
 from generator import services
 from generator.forms import generation_form
@@ -404,8 +410,6 @@ def answer_json(request: HttpRequest, generation: Generation) -> dict[str, Any]:
         if inline:
             with default_storage.open(image.file.name, "rb") as fh:
                 entry["b64_json"] = base64.b64encode(fh.read()).decode()
-        if generation.provider_prompt:
-            entry["revised_prompt"] = generation.provider_prompt
         data.append(entry)
     answer: dict[str, Any] = {
         "id": str(generation.uuid),
@@ -428,7 +432,7 @@ def answer_json(request: HttpRequest, generation: Generation) -> dict[str, Any]:
         "prompt": generation.provider_prompt or generation.prompt,
         "data": data,
     }
-    return answer
+    return with_provider_fields(answer, generation, images)
 
 
 # --- GET /v1/generations/<uuid> ------------------------------------------------------
