@@ -179,6 +179,12 @@ def openapi_document(server: str, enabled: frozenset[str] | None = None) -> dict
                 "post": {
                     "operationId": "createImage",
                     "summary": "Generate images and wait for the studio's copies",
+                    "description": "Each model's body as the AI/ML API documents it. "
+                    "OpenAI's parameters are accepted too: without `model` the studio's "
+                    "default is used; `n` is num_images; `size` (WIDTHxHEIGHT or auto) is "
+                    "image_size or the nearest aspect_ratio; `quality` and `style` go to "
+                    "the models that have them. What a model has no use for is named in "
+                    "the answer's x-studio-ignored-params header.",
                     "parameters": [
                         {
                             "name": "Prefer",
