@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.schema import model_schema
-from generator.registry import MODELS
+from generator.registry import FLUX_DEV_I2I, MODELS
 
 ERROR = {
     "type": "object",
@@ -51,6 +51,8 @@ GENERATION = {
         },
         "error": {"type": ["string", "null"]},
         "parameters": {"type": "object"},
+        "user": {"type": ["string", "null"]},
+        "ignored_params": {"type": "array", "items": {"type": "string"}},
         "seed": {"type": ["integer", "null"]},
         "timings": {"type": "object"},
         "attempts": {"type": "integer"},
@@ -90,15 +92,63 @@ ANSWER = {
             "type": "array",
             "items": {
                 "type": "object",
+                "description": "Also each model's own per-image fields, as it sent them "
+                "(mime_type, prompt, file_name, file_size...).",
                 "properties": {
                     "url": {"type": "string"},
                     "b64_json": {"type": "string"},
-                    "revised_prompt": {"type": "string"},
+                    "revised_prompt": {
+                        "type": "string",
+                        "description": "Only where the model drew another prompt than asked",
+                    },
                 },
             },
         },
+        "meta": {
+            "type": "object",
+            "description": "The provider's meta, when it sent usage",
+            "properties": {"usage": {"type": "object"}},
+        },
     },
 }
+
+
+def edit_request_schema() -> dict[str, Any]:
+    """OpenAI's multipart edit form: the starting image and the default image-to-image
+    model's parameters (another such model's are accepted by name as well)."""
+    starters = [spec for spec in MODELS.values() if spec.reference_image]
+    base = model_schema(FLUX_DEV_I2I)["properties"]
+    properties: dict[str, Any] = {
+        "image": {
+            "type": "string",
+            "format": "binary",
+            "description": "The starting image: PNG, JPEG or WebP (also sent as image[]).",
+        },
+        "prompt": base["prompt"],
+        "model": {
+            "type": "string",
+            "enum": [spec.id for spec in starters],
+            "default": FLUX_DEV_I2I.id,
+        },
+        "n": {**base["num_images"], "description": "OpenAI's name for num_images."},
+        "size": {
+            "type": "string",
+            "pattern": "^([1-9][0-9]{0,4}x[1-9][0-9]{0,4}|auto)$",
+            "description": "WIDTHxHEIGHT or auto; accepted and ignored: the result keeps "
+            "the starting image's size.",
+        },
+        **{
+            name: schema
+            for name, schema in base.items()
+            if name not in ("model", "prompt", "image_url", "num_images")
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["image", "prompt"],
+        "properties": properties,
+        "additionalProperties": False,
+    }
 
 
 def openapi_document(server: str, enabled: frozenset[str] | None = None) -> dict[str, Any]:
@@ -132,6 +182,12 @@ def openapi_document(server: str, enabled: frozenset[str] | None = None) -> dict
                 "post": {
                     "operationId": "createImage",
                     "summary": "Generate images and wait for the studio's copies",
+                    "description": "Each model's body as the AI/ML API documents it. "
+                    "OpenAI's parameters are accepted too: without `model` the studio's "
+                    "default is used; `n` is num_images; `size` (WIDTHxHEIGHT or auto) is "
+                    "image_size or the nearest aspect_ratio; `quality` and `style` go to "
+                    "the models that have them. What a model has no use for is named in "
+                    "the answer's x-studio-ignored-params header.",
                     "parameters": [
                         {
                             "name": "Prefer",
@@ -176,6 +232,56 @@ def openapi_document(server: str, enabled: frozenset[str] | None = None) -> dict
                         "403": _error("The provider refused (e.g. out of credits)"),
                         "404": _error("The provider does not know the route or model"),
                         "422": _error("The provider could not process the request"),
+                        "429": _error("A per-user limit or the provider's rate limit"),
+                        "500": _error("The provider failed"),
+                        "502": _error("The provider's answer or images were unusable"),
+                        "503": _error("The provider is unavailable"),
+                        "504": _error("Still running after the wait limit; see Location"),
+                    },
+                }
+            },
+            "/v1/images/edits": {
+                "post": {
+                    "operationId": "editImage",
+                    "summary": "OpenAI's image edit: an image-to-image generation from an upload",
+                    "description": "The uploaded image is the starting image of an "
+                    "image-to-image model (flux/dev/image-to-image unless `model` names "
+                    "another). A `mask` is refused: no model here takes one. The answer is "
+                    "the one of POST /v1/images/generations.",
+                    "parameters": [
+                        {
+                            "name": "Prefer",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "enum": ["respond-async"]},
+                            "description": "respond-async: answer 202 at once with a Location",
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"multipart/form-data": {"schema": edit_request_schema()}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The finished generation",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Answer"}
+                                }
+                            },
+                        },
+                        "202": {
+                            "description": "Accepted (Prefer: respond-async)",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Generation"}
+                                }
+                            },
+                        },
+                        "400": _error("Form validation error (the image, a field, a mask)"),
+                        "401": _error("Missing or invalid token"),
+                        "403": _error("The provider refused, or the role cannot generate"),
+                        "413": _error("The upload is larger than allowed"),
                         "429": _error("A per-user limit or the provider's rate limit"),
                         "500": _error("The provider failed"),
                         "502": _error("The provider's answer or images were unusable"),

@@ -35,6 +35,13 @@ PARAM_TYPES: dict[str, dict[str, Any]] = {
 # documents a field of the same name takes it as its own parameter instead.
 STUDIO_FIELDS: dict[str, dict[str, Any]] = {
     "response_format": {"type": "string", "enum": ["url", "b64_json"], "default": "url"},
+    # OpenAI's end-user id: recorded on the generation, never sent upstream.
+    "user": {
+        "type": "string",
+        "maxLength": 256,
+        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        "description": "The end user a script acts for, recorded with the generation.",
+    },
 }
 
 IMAGE_URL = {

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from api import catalog
+from api import catalog, edits
 from api import views as api
 
 app_name = "api"
@@ -11,6 +11,8 @@ urlpatterns = [
     path("images/generations", api.images_generations, name="images-generations"),
     # The provider's own docs also show the trailing slash.
     path("images/generations/", api.images_generations),
+    path("images/edits", edits.images_edits, name="images-edits"),
+    path("images/edits/", edits.images_edits),
     # Any id, so a malformed one is the API's JSON 404 and not the site's HTML one.
     path("generations/<str:ident>", api.generation_detail, name="generation"),
     path("generations/<str:ident>/cancel", api.generation_cancel, name="generation-cancel"),

@@ -32,12 +32,19 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts import rules
 from accounts.errors import BudgetExhausted, InvalidRequest, LimitReached, StudioError
 from accounts.tokens import api_token_authenticate, bearer_token
+from api.compat import (
+    BodyError,
+    openai_translate,
+    user_check,
+    with_ignored_header,
+    with_provider_fields,
+)
 from api.schema import STUDIO_FIELDS, model_schema, type_error
 from generator import services
 from generator.forms import generation_form
 from generator.models import Generation
 from generator.policy import prompt_blocked_record
-from generator.registry import CUSTOM_SIZE, MODELS, ModelSpec, get_model
+from generator.registry import CUSTOM_SIZE, DEFAULT_MODEL, MODELS, ModelSpec, get_model
 from generator.selectors import generation_images_for, generations_visible_to
 from studio.http import flat_error, gateway_status, unauthorized
 
@@ -104,10 +111,6 @@ def request_user(request: HttpRequest, *, allow_session: bool) -> Any:
 # --- POST /v1/images/generations -----------------------------------------------------
 
 
-class BodyError(Exception):
-    pass
-
-
 def form_data_from_body(body: Any) -> tuple[ModelSpec, dict[str, Any], dict[str, Any]]:
     """Turn an AI/ML API request body into the web form's data.
 
@@ -120,9 +123,11 @@ def form_data_from_body(body: Any) -> tuple[ModelSpec, dict[str, Any], dict[str,
     if where is not None:
         # JSON's \ud800 escapes decode to text no database or encoder accepts.
         raise BodyError(f"{where}: Invalid string: a lone surrogate is not Unicode text")
+    # OpenAI's SDKs leave `model` out unless it is given: the studio's default then
+    # (null too, like any other parameter; "" is a model name nobody offers).
     model_id = body.get("model")
-    if not model_id:
-        raise BodyError("model: Required")
+    if model_id is None:
+        model_id = DEFAULT_MODEL
     spec = get_model(str(model_id))
     if spec is None:
         choices = " | ".join(f"'{m}'" for m in MODELS)
@@ -140,20 +145,11 @@ def form_data_from_body(body: Any) -> tuple[ModelSpec, dict[str, Any], dict[str,
     for name in studio:
         if name in data:
             options[name] = data.pop(name)
-    # OpenAI clients say `n` and `size`; translate them where the model has the
-    # AI/ML API equivalents, as the provider's own OpenAI-compatible examples do.
-    if "n" in data and "n" not in known and "num_images" in known:
-        if "num_images" in data:
-            raise BodyError("n: give either n or num_images, not both")
-        data["num_images"] = data.pop("n")
-    if "size" in data and "size" not in known and spec.size is not None:
-        if "image_size" in data:
-            raise BodyError("size: give either size or image_size, not both")
-        size = str(data.pop("size"))
-        width, _, height = size.partition("x")
-        if not (width.isdigit() and height.isdigit()):
-            raise BodyError(f"size: Expected 'WIDTHxHEIGHT', received '{size}'")
-        data["image_size"] = {"width": int(width), "height": int(height)}
+    ignored = openai_translate(spec, data, known)
+    if ignored:
+        options["ignored_params"] = ignored
+    if "user" in options:
+        options["user"] = user_check(options["user"])
     unknown = sorted(set(data) - known)
     if unknown:
         names = ", ".join(f"'{k}'" for k in unknown)
@@ -225,12 +221,12 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
-def _form_errors(form: Any) -> str:
+def _form_errors(form: Any, image_field: str = "image_url") -> str:
     parts = []
     for field, errors in form.errors.items():
         name = field if field not in ("width", "height") else f"image_size.{field}"
-        if field in ("image_file", "source_image"):
-            name = "image_url"
+        if field in ("image_file", "source_image", "image_url"):
+            name = image_field
         parts.append(f"{name}: {' '.join(str(e) for e in errors)}")
     return "; ".join(parts)
 
@@ -251,25 +247,32 @@ def error_response(exc: StudioError, path: str) -> JsonResponse:
     return api_error(exc.status, exc.message, path)
 
 
-def _validate_and_create(user: Any, body: Any) -> Generation:
-    """Create the generation (raising a StudioError if it may not be). Runs in a thread."""
+def _validate_and_create(
+    user: Any, body: Any, files: Any = None, image_field: str = "image_url"
+) -> Generation:
+    """Create the generation (raising a StudioError if it may not be). Runs in a thread.
+
+    `files` holds an uploaded starting image as the form's `image_file`; errors about
+    the starting image name `image_field`, the field the client sent it in."""
     with _DB_SLOTS:
-        return _validate_and_create_unbounded(user, body)
+        return _validate_and_create_unbounded(user, body, files, image_field)
 
 
-def _validate_and_create_unbounded(user: Any, body: Any) -> Generation:
+def _validate_and_create_unbounded(
+    user: Any, body: Any, files: Any, image_field: str
+) -> Generation:
     try:
         spec, data, options = form_data_from_body(body)
     except BodyError as exc:
         raise InvalidRequest(str(exc)) from None
-    form = generation_form(data, viewer=user)
+    form = generation_form(data, files, viewer=user)
     valid = form.is_valid()
     if form.blocked_term:
         prompt_blocked_record(
             user=user, prompt=str(data.get("prompt")), term=form.blocked_term, via="api"
         )
     if not valid:
-        raise InvalidRequest(_form_errors(form))
+        raise InvalidRequest(_form_errors(form, image_field))
     try:
         return services.generation_create(
             owner=user,
@@ -344,6 +347,15 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
         generation = await sync_to_async(_validate_and_create)(user, body)
     except StudioError as exc:
         return error_response(exc, path)
+    response = await generation_answer(request, generation, user, path)
+    return with_ignored_header(response, generation)
+
+
+async def generation_answer(
+    request: HttpRequest, generation: Generation, user: Any, path: str
+) -> HttpResponse:
+    """The answer to a created generation: 202 at once with Prefer: respond-async,
+    else the finished generation once it is (or the error it failed with, or 504)."""
     location = request.build_absolute_uri(reverse("api:generation", args=[generation.uuid]))
 
     if "respond-async" in request.headers.get("Prefer", ""):
@@ -403,8 +415,6 @@ def answer_json(request: HttpRequest, generation: Generation) -> dict[str, Any]:
         if inline:
             with default_storage.open(image.file.name, "rb") as fh:
                 entry["b64_json"] = base64.b64encode(fh.read()).decode()
-        if generation.provider_prompt:
-            entry["revised_prompt"] = generation.provider_prompt
         data.append(entry)
     answer: dict[str, Any] = {
         "id": str(generation.uuid),
@@ -427,7 +437,7 @@ def answer_json(request: HttpRequest, generation: Generation) -> dict[str, Any]:
         "prompt": generation.provider_prompt or generation.prompt,
         "data": data,
     }
-    return answer
+    return with_provider_fields(answer, generation, images)
 
 
 # --- GET /v1/generations/<uuid> ------------------------------------------------------
@@ -442,6 +452,8 @@ def generation_json(request: HttpRequest, generation_id: int, viewer: Any) -> di
         "status": generation.status,
         "error": generation.error or None,
         "parameters": generation.params,
+        "user": generation.options.get("user"),
+        "ignored_params": generation.options.get("ignored_params", []),
         "seed": int(generation.seed) if generation.seed.isdigit() else None,
         "timings": generation.timings or {},
         "attempts": generation.attempts,

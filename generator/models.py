@@ -82,7 +82,9 @@ class Generation(models.Model):
     # the rest of their batch, so one big batch cannot hold up everyone else.
     priority = models.PositiveSmallIntegerField(default=0)
     # Options the studio itself honours, never sent upstream (e.g. response_format
-    # for API clients asking for base64 images).
+    # for API clients asking for base64 images), and what an API client sent that is
+    # recorded rather than sent: OpenAI's `user`, and the `ignored_params` it had no
+    # use for.
     options = models.JSONField(default=dict, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     mirror_attempts = models.PositiveIntegerField(default=0)

@@ -8,6 +8,7 @@ memory arrives as an InlineData (generator.provider.answer) where its text would
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -19,6 +20,13 @@ logger = logging.getLogger(__name__)
 # More images than any model's num_images allows (4, or 10 for dall-e-2): a longer list
 # is a broken or hostile answer, and each entry would cost a download.
 MAX_IMAGES_PER_ANSWER = 16
+# The per-image fields kept besides the image itself (file_name, file_size, mime_type,
+# revised_prompt, prompt: a handful in every documented shape). Each is saved with the
+# generation and shown to API clients, so a hostile answer must not make them large:
+# only this many, with short names and scalar values, text no longer than a prompt.
+MAX_EXTRA_FIELDS = 16
+MAX_EXTRA_NAME = 64
+MAX_EXTRA_TEXT = 8000
 
 
 @dataclass
@@ -130,8 +138,26 @@ def _parse_image(entry: dict) -> ProviderImage | None:
         width=_as_dimension(entry.get("width")),
         height=_as_dimension(entry.get("height")),
         content_type=content_type,
-        extra={name: value for name, value in entry.items() if name not in consumed},
+        extra=_extra_fields(entry, consumed),
     )
+
+
+def _extra_fields(entry: dict, consumed: set[str]) -> dict:
+    """The entry's other fields as sent, bounded (MAX_EXTRA_FIELDS): nested values,
+    long names and long text are left out, never cut, so what is kept is what was sent."""
+    extra: dict = {}
+    for name, value in entry.items():
+        if len(extra) >= MAX_EXTRA_FIELDS:
+            break
+        if name in consumed or len(name) > MAX_EXTRA_NAME:
+            continue
+        if isinstance(value, str) and len(value) > MAX_EXTRA_TEXT:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        if value is None or isinstance(value, str | bool | int | float):
+            extra[name] = value
+    return extra
 
 
 def _revised_prompt(data: dict, images: list[ProviderImage]) -> str | None:

@@ -189,6 +189,8 @@ def _save_provider_result(generation: Generation, result: provider.ProviderResul
             "height": image.height,
             "content_type": db_text(image.content_type) if image.content_type else None,
             "nsfw": bool(index < len(result.has_nsfw_concepts) and result.has_nsfw_concepts[index]),
+            # The model's own fields (file_name, mime_type...), bounded by the parser.
+            "extra": _capped(image.extra),
         }
         if not image.url and image.b64_json:
             # An inline image has no URL to come back to: keep its bytes before the

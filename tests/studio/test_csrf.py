@@ -74,7 +74,7 @@ READ_ONLY = {
 }
 # Bearer-token API: exempt from CSRF by design, and refuses a cookie session alone
 # (tests/test_hostile_users.py).
-TOKEN_API = {"api:images-generations"}
+TOKEN_API = {"api:images-generations", "api:images-edits"}
 
 ARGUMENTS = {
     "uuid": str(uuid.uuid4()),
