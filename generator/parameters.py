@@ -40,9 +40,10 @@ def parameters_text(data: bytes) -> str | None:
     try:
         with PILImage.open(io.BytesIO(data)) as image:
             if image.format == "PNG":
-                # Pillow reads tEXt, zTXt and iTXt chunks into `text`.
-                text = getattr(image, "text", {}).get("parameters")
-                return text or None
+                # Text chunks before the pixels, as the studio and A1111 write them, are
+                # in `info` without decoding the image (which could be a pixel bomb).
+                text = image.info.get("parameters")
+                return str(text) if text else None
             if image.format in ("JPEG", "WEBP"):
                 comment = image.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
                 return _user_comment(comment)

@@ -378,9 +378,11 @@
       handleFile(event.target.files[0]);
       event.target.value = "";  // choosing the same file again still reports a change
     } else if (event.target.name === "image_file" && event.target.closest("#generation-form")) {
-      // Picked with the upload field itself: preview it; a change we made is no news.
+      // Picked with the upload field itself: the same as a drop (preview, settings).
       var file = event.target.files[0] || null;
-      if (file !== startingFile) { startingFile = file; showPreview(file); }
+      startingFile = file;
+      if (file) handleFile(file);
+      else showPreview(null);
     }
   });
 
@@ -409,7 +411,7 @@
     event.preventDefault();  // not the browser opening the image in place of the studio
     handleFile(file);
   });
-  // Paste anywhere on the studio page but into another text field: text pastes as text.
+  // An image pasted anywhere on the studio page; pasted text stays ordinary text.
   document.addEventListener("paste", function (event) {
     if (!form() || !event.clipboardData) return;
     var file = imageFile(event.clipboardData.files);

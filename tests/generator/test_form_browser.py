@@ -213,6 +213,14 @@ def test_a_dropped_image_without_parameters_is_the_starting_image(browser_as, ow
     assert page.locator("input[name=image_file]").evaluate("el => el.files[0].name") == "plain.png"
     drop(page, "notes.txt", "text/plain", b"not an image")
     page.locator("#drop-error", has_text="not a PNG, JPEG or WebP").wait_for()
+    # Chosen with the upload field itself: previewed the same way.
+    page.set_input_files(
+        "input[name=image_file]",
+        files=[{"name": "wide.png", "mimeType": "image/png", "buffer": png(400, 100)}],
+    )
+    page.locator("#drop-preview figcaption", has_text="wide.png · 400×100").wait_for()
+    assert page.locator("#drop-error").is_hidden()
+    assert page.js_errors == []
 
 
 def test_a_dropped_png_download_fills_the_form(browser_as, owner):

@@ -558,7 +558,7 @@ def test_saved_defaults_are_clamped_to_the_model_as_it_is_now(owner_client, owne
     )
     response = owner_client.get("/")
     assert response.context["form"]["num_inference_steps"].value() == 50
-    assert "Inference steps set to 50" in response.text or "set to 50" in response.text
+    assert "Steps set to 50: FLUX Realism takes 1–50." in response.text
 
 
 def test_defaults_need_a_member_who_may_generate_and_post(client, viewer, owner):
