@@ -86,6 +86,9 @@ class Member(models.Model):
     # Null: the studio-wide default from settings.
     monthly_budget_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     max_active = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The studio form's "Save as my defaults": a model id and that model's settings, as
+    # form values (generator.views builds and reads them); empty means the registry's.
+    studio_defaults = models.JSONField(default=dict, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -192,6 +192,20 @@ def member_visibility_set(*, user: AbstractBaseUser, visibility: str) -> Member:
     return member
 
 
+def member_studio_defaults_set(*, user: AbstractBaseUser, values: dict[str, Any]) -> Member:
+    """Store the form values the user's next fresh studio visit starts from ({} clears
+    them). The caller (the studio) has validated them for their model."""
+    member = member_get(user)
+    member.studio_defaults = values
+    member.save(update_fields=["studio_defaults", "updated_at"])
+    return member
+
+
+def studio_defaults_of(user: AbstractBaseUser) -> dict[str, Any]:
+    member = member_of(user)
+    return dict(member.studio_defaults) if member and member.studio_defaults else {}
+
+
 def default_visibility_of(user: AbstractBaseUser) -> str:
     member = member_of(user)
     return (member and member.default_visibility) or settings.GENERATION_DEFAULT_VISIBILITY

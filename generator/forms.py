@@ -90,6 +90,10 @@ class Reference:
 STUDIO_MEDIA_PATH = re.compile(r"^/media/generations/(?P<uuid>[0-9a-f-]{36})/(?P<index>\d{1,3})\.")
 
 
+# What "Save as my defaults" never keeps: what one image is about, not how it is made.
+DEFAULTS_LEFT_OUT = ("prompt", "seed", "source_image", "image_file", "image_url")
+
+
 def size_label(preset: str) -> str:
     width, height = IMAGE_SIZE_PRESETS[preset]
     name = preset.replace("_", " ").replace(" 4 3", " 4:3").replace(" 16 9", " 16:9")
@@ -124,6 +128,9 @@ class GenerationForm(forms.Form):
         self.reference: Reference | None = None
         self.blocked_term: str | None = None
         self.switch_notes: list[str] = []  # what a model switch changed (fit_to_model)
+        # Set by the studio views (generator.views._with_extras) for the form partial.
+        self.prompt_history: list[tuple[str, str]] = []
+        self.has_saved_defaults = False
         self.enabled = enabled if enabled is not None else frozenset(MODELS)
         # Only enabled models validate; the template shows the others greyed out.
         self.fields["model"].choices = [
@@ -140,6 +147,7 @@ class GenerationForm(forms.Form):
                 "id": m.id,
                 "label": m.label + (" (deprecated, disabled)" if m.id not in self.enabled else ""),
                 "disabled": m.id not in self.enabled,
+                "reference": m.reference_image,
             }
             for m in MODELS.values()
         ]
@@ -267,6 +275,22 @@ class GenerationForm(forms.Form):
             self.add_error("image_url", "Give an https URL, a data: URI or a studio image URL.")
             return None
         return Reference(url=url)
+
+    def defaults_names(self) -> list[str]:
+        """The visible settings "Save as my defaults" stores for this model."""
+        return [
+            field.name for field in self.visible_fields() if field.name not in DEFAULTS_LEFT_OUT
+        ]
+
+    def defaults_values(self) -> dict[str, Any]:
+        """The validated settings to store, as JSON-able form values (call after
+        is_valid(), with no errors on defaults_names())."""
+        values = {}
+        for name in self.defaults_names():
+            value = self.cleaned_data.get(name)
+            if value is not None and value != "":
+                values[name] = value
+        return values
 
     def source_preview(self) -> Image | None:
         """The studio image the form starts from, for the preview next to the field."""

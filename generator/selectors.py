@@ -63,6 +63,20 @@ def generation_list_for_owner(*, owner: AbstractBaseUser, limit: int = 30) -> Qu
     )
 
 
+def prompt_history_for(*, owner: AbstractBaseUser, limit: int = 20) -> list[tuple[str, str]]:
+    """The owner's last `limit` distinct prompts, most recently used first, each with
+    the uuid of its latest generation (the studio form's History list links by it).
+    Reads at most the last 500 generations: older prompts are not "recent"."""
+    seen: dict[str, str] = {}
+    recent = Generation.objects.filter(owner=owner).order_by("-created_at", "-id")
+    for prompt, uuid in recent.values_list("prompt", "uuid")[:500]:
+        if prompt not in seen:
+            seen[prompt] = str(uuid)
+            if len(seen) == limit:
+                break
+    return list(seen.items())
+
+
 def latest_images_by_model(
     *, viewer: AbstractBaseUser, per_model: int = 4
 ) -> dict[str, list[Image]]:

@@ -8,6 +8,9 @@ app_name = "generator"
 
 urlpatterns = [
     path("", views.studio, name="studio"),
+    path("studio/defaults", views.studio_defaults, name="defaults"),
+    path("studio/form", views.studio_form, name="form"),
+    path("studio/parameters", views.parameters_read, name="parameters"),
     path("generations/<uuid:uuid>/", views.generation_detail, name="detail"),
     path("generations/<uuid:uuid>/retry", views.generation_retry, name="retry"),
     path("generations/<uuid:uuid>/cancel", views.generation_cancel, name="cancel"),

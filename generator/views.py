@@ -30,10 +30,17 @@ from kombu import Connection
 
 from accounts import rules
 from accounts.errors import Conflict, StudioError
+from accounts.services import member_studio_defaults_set, studio_defaults_of
 from accounts.tokens import api_token_authenticate, bearer_token
-from generator import policy, selectors, services
-from generator.forms import fit_to_model, generation_form
+from generator import parameters, policy, selectors, services
+from generator.forms import (
+    DEFAULTS_LEFT_OUT,
+    GenerationForm,
+    fit_to_model,
+    generation_form,
+)
 from generator.models import Generation
+from generator.registry import DEFAULT_MODEL
 from studio.http import HtmxHttpRequest, private_file_headers, see_other, unauthorized
 
 
@@ -85,7 +92,7 @@ def studio(request: HtmxHttpRequest) -> HttpResponse:
             # 303 so a browser without JavaScript lands on the generation with a GET.
             return see_other("generator:detail", uuid=generation.uuid)
         if request.htmx:
-            response = render(request, "generator/studio.html#generation-form", {"form": form})
+            response = _form_partial(request, form)
             # htmx does not swap 4xx answers by default, so errors come back as 200
             # and replace the form in place.
             return reswap(retarget(response, "#generation-form"), "outerHTML")
@@ -97,26 +104,79 @@ def studio(request: HtmxHttpRequest) -> HttpResponse:
             initial, notes = fit_to_model(_switch_initial(request))
         else:
             initial = _reuse_initial(request)
+            if initial is None:
+                initial, notes = _fresh_initial(request)
         form = generation_form(initial=initial, viewer=request.user)
         form.switch_notes = notes
         status = 200
         if switched and request.htmx:
-            return render(request, "generator/studio.html#generation-form", {"form": form})
+            return _form_partial(request, form)
+    return _studio_page(request, form, status=status)
+
+
+def _with_extras(form: GenerationForm, user: Any) -> GenerationForm:
+    """What the form partial shows besides the fields: the History list and whether
+    the user has saved defaults. Set here so every view that renders it agrees."""
+    form.prompt_history = selectors.prompt_history_for(owner=user)
+    form.has_saved_defaults = bool(studio_defaults_of(user))
+    return form
+
+
+def _form_partial(request: HtmxHttpRequest, form: GenerationForm) -> HttpResponse:
+    context = {"form": _with_extras(form, request.user)}
+    return render(request, "generator/studio.html#generation-form", context)
+
+
+def _studio_page(request: HtmxHttpRequest, form: GenerationForm, *, status: int) -> HttpResponse:
     context: dict[str, Any] = {
-        "form": form,
+        "form": _with_extras(form, request.user),
         "generations": selectors.generation_list_for_owner(owner=request.user),
     }
     return render(request, "generator/studio.html", context, status=status)
+
+
+def _fresh_initial(request: HttpRequest) -> tuple[dict[str, Any], list[str]]:
+    """A fresh visit: the user's saved defaults (fitted to the model as the registry
+    has it now), or the registry's; the prompt empty unless a History link names one."""
+    initial: dict[str, Any] = {}
+    notes: list[str] = []
+    saved = studio_defaults_of(request.user)
+    if saved.get("model") in selectors.enabled_model_ids():
+        initial, notes = fit_to_model(saved)
+    # A History link without JavaScript: ?prompt_of=<uuid> takes that generation's prompt.
+    uuid = _uuid_or_none(request.GET.get("prompt_of", ""))
+    if uuid is not None:
+        earlier = selectors.generations_visible_to(request.user).filter(uuid=uuid).first()
+        if earlier is not None:
+            initial["prompt"] = earlier.prompt
+    return initial, notes
 
 
 def _switch_initial(request: HttpRequest) -> dict[str, Any]:
     """Form values after the model select changed: what the user typed, for the fields
     the new model still has (the form ignores the rest)."""
     initial = {k: v for k, v in request.GET.items() if k not in ("switch", "csrfmiddlewaretoken")}
-    # "Use as starting image" links here with ?model=<image-to-image model>&source=<uuid>.
+    # "Use as starting image" links here with ?model=<image-to-image model>&source=<uuid>;
+    # the prompt comes along, since the new image usually varies on the old one.
     if "source" in initial:
         initial["source_image"] = initial.pop("source")
+        if not initial.get("prompt"):
+            image = (
+                selectors.images_visible_to(request.user)
+                .select_related("generation")
+                .filter(uuid=_uuid_or_none(initial["source_image"]))
+                .first()
+            )
+            if image is not None:
+                initial["prompt"] = image.generation.prompt
     return initial
+
+
+def _uuid_or_none(raw: Any) -> UUID | None:
+    try:
+        return UUID(str(raw))
+    except ValueError:
+        return None
 
 
 def _reuse_initial(request: HttpRequest) -> dict[str, Any] | None:
@@ -126,9 +186,8 @@ def _reuse_initial(request: HttpRequest) -> dict[str, Any] | None:
     raw = request.GET.get("reuse")
     if not raw:
         return None
-    try:
-        uuid = UUID(raw)
-    except ValueError:
+    uuid = _uuid_or_none(raw)
+    if uuid is None:
         return None
     generation = selectors.generations_visible_to(request.user).filter(uuid=uuid).first()
     if generation is None:
@@ -149,6 +208,88 @@ def _settings_of(generation: Generation, *, with_seed: bool) -> dict[str, Any]:
     if generation.source_image_id:
         initial["source_image"] = generation.source_image.uuid
     return initial
+
+
+@require_POST
+@login_required
+def studio_defaults(request: HtmxHttpRequest) -> HttpResponse:
+    """The form's "Save as my defaults" (`defaults=save`: the model and its settings,
+    never the prompt, seed or starting image) and "Reset to model defaults"
+    (`defaults=reset`: forget them and show the model's own). Answers the form again,
+    keeping what was typed; without JavaScript, the whole studio page."""
+    if not rules.may_generate(request.user):
+        raise PermissionDenied("Viewers can browse but not generate")
+    posted = generation_form(request.POST, viewer=request.user)
+    kept = {n: request.POST[n] for n in DEFAULTS_LEFT_OUT if request.POST.get(n)}
+    status = 200
+    if request.POST.get("defaults") == "reset":
+        member_studio_defaults_set(user=request.user, values={})
+        form = generation_form(initial={"model": posted.spec.id, **kept}, viewer=request.user)
+        form.switch_notes = [f"Saved defaults cleared: this is {posted.spec.label} as it comes."]
+    else:
+        posted.is_valid()
+        names = posted.defaults_names()
+        if any(name in posted.errors for name in names):
+            # Only the settings' own errors: an empty prompt does not stop a save.
+            for name in list(posted.errors):
+                if name not in names:
+                    del posted.errors[name]
+            posted.switch_notes = ["Not saved: correct the marked settings first."]
+            form, status = posted, 400
+        else:
+            values = posted.defaults_values()
+            member_studio_defaults_set(user=request.user, values=values)
+            form = generation_form(initial={**values, **kept}, viewer=request.user)
+            form.switch_notes = [
+                f"Saved: a fresh visit now starts from {posted.spec.label} with these settings."
+            ]
+    if request.htmx:
+        # 200 even when refused: htmx swaps only 2xx answers (see the studio view).
+        return _form_partial(request, form)
+    return _studio_page(request, form, status=status)
+
+
+@require_POST
+@login_required
+def studio_form(request: HtmxHttpRequest) -> HttpResponse:
+    """The form rebuilt from posted values (fitted to their model, with notes): how the
+    settings read from a dropped image fill it. Posted rather than in a query string,
+    because a 4,000-character prompt does not fit in a request line."""
+    values = {k: v for k, v in request.POST.items() if k != "csrfmiddlewaretoken"}
+    initial, notes = fit_to_model(values)
+    form = generation_form(initial=initial, viewer=request.user)
+    form.switch_notes = notes
+    if request.htmx:
+        return _form_partial(request, form)
+    return _studio_page(request, form, status=200)
+
+
+@require_POST
+@login_required
+def parameters_read(request: HttpRequest) -> JsonResponse:
+    """The generation parameters a PNG or JPEG carries (A1111 `parameters`, as the
+    studio's downloads write them), as form values for the form to offer.
+
+    {"found": false} for an image without them; 400 with an error for anything else.
+    """
+    upload = request.FILES.get("image")
+    if upload is None:
+        return JsonResponse({"error": "Send the image as the `image` field."}, status=400)
+    if upload.size > settings.REFERENCE_MAX_BYTES:
+        return JsonResponse({"error": "The file is larger than allowed."}, status=400)
+    try:
+        text = parameters.parameters_text(upload.read())
+    except parameters.NotAnImage:
+        return JsonResponse({"error": "That file is not a PNG, JPEG or WebP image."}, status=400)
+    if not text:
+        return JsonResponse({"found": False})
+    model = request.POST.get("model", "")
+    if model not in selectors.enabled_model_ids():
+        model = DEFAULT_MODEL
+    values = parameters.form_values(parameters.parse(text), model=model)
+    if values["model"] not in selectors.enabled_model_ids():
+        values["model"] = model
+    return JsonResponse({"found": True, "fields": values, "summary": parameters.summary(values)})
 
 
 @require_GET

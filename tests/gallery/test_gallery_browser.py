@@ -80,7 +80,7 @@ def test_the_image_page_links_and_copies(browser_as, owner):
     assert "revealed" in figure.get_attribute("class")
     page.click(".copy-button")
     expect(page.locator(".copy-button")).to_have_text("Copied")
-    assert page.get_attribute("#reuse-seed", "href") == f"/?reuse={generation.uuid}"
+    assert page.get_attribute(".image-actions .reuse-seed", "href") == f"/?reuse={generation.uuid}"
     assert "source=" + str(image.uuid) in page.get_attribute("#use-as-source", "href")
     with page.expect_download() as info:
         page.click("#download")

@@ -455,3 +455,319 @@ def test_every_page_has_a_strict_csp_and_no_inline_code(client, owner):
         assert_strict_csp(response)
         partial = client.get(path, headers={"HX-Request": "true"})
         assert "Content-Security-Policy" in partial, path
+
+
+# --- The studio form: saved defaults, History, reuse links, parameters back in -------------
+
+
+SD35 = {
+    "model": "stable-diffusion-v35-large",
+    "prompt": "a prompt that is not saved",
+    "negative_prompt": "blurry",
+    "image_size": "portrait_16_9",
+    "num_images": "2",
+    "num_inference_steps": "40",
+    "guidance_scale": "7",
+    "output_format": "png",
+    "seed": "99",
+}
+
+
+def test_saved_defaults_are_what_a_fresh_visit_starts_from(owner_client, owner):
+    make(owner, num_inference_steps=12, seed=77)  # the last job is not the default
+    response = owner_client.post(reverse("generator:defaults"), {**SD35, "defaults": "save"})
+    assert response.status_code == 200
+    assert "Saved: a fresh visit now starts from" in response.text
+    owner.member.refresh_from_db()
+    saved = owner.member.studio_defaults
+    assert saved["model"] == "stable-diffusion-v35-large"
+    assert not {"prompt", "seed", "image_file", "image_url", "source_image"} & set(saved)
+
+    form = owner_client.get("/").context["form"]
+    assert form.spec.id == "stable-diffusion-v35-large"
+    assert not form["prompt"].value()
+    assert form["seed"].value() in (None, "")
+    assert form["image_size"].value() == "portrait_16_9"
+    assert form["num_inference_steps"].value() == 40
+    assert form["guidance_scale"].value() == 7
+    assert form["num_images"].value() == 2
+    assert form["negative_prompt"].value() == "blurry"
+    assert form["enable_safety_checker"].value() is False  # unticked when saved
+    assert form.has_saved_defaults
+
+
+def test_saving_defaults_keeps_what_was_typed_and_needs_no_prompt(owner_client, owner):
+    body = {**SD35, "prompt": "", "defaults": "save"}
+    response = owner_client.post(
+        reverse("generator:defaults"), body, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 200
+    assert response.text.lstrip().startswith('<form id="generation-form"')
+    assert 'class="field-error"' not in response.text
+    typed = owner_client.post(reverse("generator:defaults"), {**SD35, "defaults": "save"})
+    assert typed.context["form"]["prompt"].value() == "a prompt that is not saved"
+    assert typed.context["form"]["seed"].value() == "99"
+
+
+def test_a_bad_setting_is_not_saved_and_gets_its_field_error(owner_client, owner):
+    body = {**SD35, "num_inference_steps": "99", "prompt": "", "defaults": "save"}
+    response = owner_client.post(reverse("generator:defaults"), body)
+    assert response.status_code == 400
+    form = response.context["form"]
+    assert list(form.errors) == ["num_inference_steps"]  # not the empty prompt
+    assert "Not saved" in response.text
+    owner.refresh_from_db()
+    assert not getattr(owner, "member", None) or owner.member.studio_defaults == {}
+    htmx = owner_client.post(reverse("generator:defaults"), body, headers={"HX-Request": "true"})
+    assert htmx.status_code == 200
+    assert 'id="id_num_inference_steps_error"' in htmx.text
+
+
+def test_reset_forgets_the_saved_defaults(owner_client, owner):
+    owner_client.post(reverse("generator:defaults"), {**SD35, "defaults": "save"})
+    response = owner_client.post(
+        reverse("generator:defaults"), {**SD35, "defaults": "reset"}, headers={"HX-Request": "true"}
+    )
+    assert "Saved defaults cleared" in response.text
+    form = response.context["form"]
+    assert form.spec.id == "stable-diffusion-v35-large"
+    assert (
+        form["num_inference_steps"].value()
+        == MODELS[SD35["model"]].param("num_inference_steps").default
+    )
+    assert form["prompt"].value() == SD35["prompt"]  # the prompt stays
+    owner.member.refresh_from_db()
+    assert owner.member.studio_defaults == {}
+    fresh = owner_client.get("/").context["form"]
+    assert fresh.spec.id == DEFAULT_MODEL and not fresh.has_saved_defaults
+
+
+def test_saved_defaults_of_a_model_now_disabled_fall_back_to_the_registry(owner_client, owner):
+    from accounts.services import member_studio_defaults_set
+
+    member_studio_defaults_set(user=owner, values={"model": "flux-imaginary", "seed": 4})
+    form = owner_client.get("/").context["form"]
+    assert form.spec.id == DEFAULT_MODEL
+
+
+def test_saved_defaults_are_clamped_to_the_model_as_it_is_now(owner_client, owner):
+    from accounts.services import member_studio_defaults_set
+
+    member_studio_defaults_set(
+        user=owner, values={"model": "flux-realism", "num_inference_steps": 500}
+    )
+    response = owner_client.get("/")
+    assert response.context["form"]["num_inference_steps"].value() == 50
+    assert "Steps set to 50: FLUX Realism takes 1–50." in response.text
+
+
+def test_defaults_need_a_member_who_may_generate_and_post(client, viewer, owner):
+    url = reverse("generator:defaults")
+    assert client.post(url, {"defaults": "save"}).status_code == 302  # sign in first
+    client.force_login(viewer)
+    assert client.post(url, {**SD35, "defaults": "save"}).status_code == 403
+    client.force_login(owner)
+    assert client.get(url).status_code == 405
+    assert client.get(reverse("generator:parameters")).status_code == 405
+    assert client.get(reverse("generator:form")).status_code == 405
+
+
+def test_the_form_offers_buttons_for_defaults_that_work_without_javascript(owner_client):
+    page = owner_client.get("/").text
+    assert re.search(
+        r'<button type="submit" name="defaults" value="save" formaction="/studio/defaults"', page
+    )
+    assert 'value="reset" formaction="/studio/defaults"' in page
+    assert ">Save as my defaults<" in page and ">Reset to model defaults<" in page
+
+
+def test_history_lists_the_last_twenty_distinct_prompts_of_the_user(owner_client, owner, outsider):
+    from tests.gallery.test_gallery import make_generation
+
+    for n in range(25):
+        make_generation(owner, f"prompt number {n}")
+    make_generation(owner, "prompt number 3")  # used again: now the most recent
+    make_generation(outsider, "somebody else's idea")
+    form = owner_client.get("/").context["form"]
+    prompts = [text for text, _ in form.prompt_history]
+    assert len(prompts) == 20 and len(set(prompts)) == 20
+    assert prompts[:3] == ["prompt number 3", "prompt number 24", "prompt number 23"]
+    assert "somebody else's idea" not in prompts
+    page = owner_client.get("/").text
+    assert 'id="prompt-history"' in page and 'data-prompt="prompt number 3"' in page
+
+
+def test_a_history_link_fills_the_prompt_without_javascript(owner_client, owner, outsider):
+    mine = make(owner, prompt="a quiet harbour at dawn")
+    form = owner_client.get(f"/?prompt_of={mine.uuid}").context["form"]
+    assert form["prompt"].value() == "a quiet harbour at dawn"
+    theirs = make(outsider, prompt="a secret plan")
+    assert "a secret plan" not in owner_client.get(f"/?prompt_of={theirs.uuid}").text
+    assert owner_client.get("/?prompt_of=nonsense").status_code == 200
+
+
+def test_use_as_starting_image_keeps_the_images_prompt(owner_client, owner):
+    from tests.gallery.test_gallery import make_generation, make_image
+
+    image = make_image(make_generation(owner, "a red door in a white wall"))
+    response = owner_client.get(f"/?model=flux%2Fdev%2Fimage-to-image&source={image.uuid}")
+    form = response.context["form"]
+    assert form["prompt"].value() == "a red door in a white wall"
+    assert str(form["source_image"].value()) == str(image.uuid)
+
+
+class LinkParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[dict[str, str]] = []
+        self._open: dict[str, str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._open = {k: v or "" for k, v in attrs} | {"text": ""}
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self._open["text"] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._open is not None:
+            self.links.append(self._open)
+            self._open = None
+
+
+def reuse_links(html: str) -> list[tuple[str, str]]:
+    parser = LinkParser()
+    parser.feed(html)
+    return sorted(
+        (link["text"].strip(), link["href"].replace("&amp;", "&"))
+        for link in parser.links
+        if "reuse" in link.get("class", "").split(" ")
+    )
+
+
+def test_reuse_is_offered_and_labelled_the_same_on_every_page(owner_client, owner):
+    from tests.gallery.test_gallery import make_generation, make_image
+
+    generation = make_generation(owner, seed="4242")
+    image = make_image(generation)
+    expected = [
+        ("Reuse settings, new seed", f"/?reuse={generation.uuid}&seed=0"),
+        ("Reuse with seed 4242", f"/?reuse={generation.uuid}"),
+    ]
+    htmx = {"HX-Request": "true"}
+    pages = {
+        "studio card": owner_client.get("/").text,
+        "card partial": owner_client.get(
+            f"/generations/{generation.uuid}/?part=card", headers=htmx
+        ).text,
+        "generation page": owner_client.get(f"/generations/{generation.uuid}/").text,
+        "image page": owner_client.get(f"/images/{image.uuid}/").text,
+        "gallery viewer": owner_client.get(f"/images/{image.uuid}/?part=viewer", headers=htmx).text,
+    }
+    for name, html in pages.items():
+        assert reuse_links(html) == expected, name
+    # Without a seed (a provider that does not say) only the one that makes sense.
+    unseeded = make_generation(owner, seed="")
+    assert reuse_links(owner_client.get(f"/generations/{unseeded.uuid}/").text) == [
+        ("Reuse settings, new seed", f"/?reuse={unseeded.uuid}&seed=0")
+    ]
+
+
+def downloaded(client: Any, image: Any) -> bytes:
+    """The bytes of the image's Download button, as a user saves them."""
+    response = client.get(reverse("gallery:download", args=[image.uuid]))
+    assert response.status_code == 200
+    return response.content
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_parameters_are_read_back_from_a_downloaded_image(owner_client, owner, fmt):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.gallery.test_gallery import make_generation, make_image
+
+    generation = make_generation(
+        owner,
+        "A koi pond in the rain, “ukiyo-e”, seen from above",
+        model="stable-diffusion-v35-large",
+        seed="4242",
+        negative_prompt="blurry, text",
+        num_inference_steps=33,
+        guidance_scale=6.5,
+        output_format=fmt,
+    )
+    image = make_image(generation, fmt=fmt, size=(576, 1024))
+    upload = SimpleUploadedFile(f"koi.{fmt}", downloaded(owner_client, image))
+    response = owner_client.post(
+        reverse("generator:parameters"), {"image": upload, "model": "flux-realism"}
+    )
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["found"] is True
+    assert answer["fields"] == {
+        "model": "stable-diffusion-v35-large",
+        "prompt": "A koi pond in the rain, “ukiyo-e”, seen from above",
+        "negative_prompt": "blurry, text",
+        "num_inference_steps": "33",
+        "guidance_scale": "6.5",
+        "seed": "4242",
+        "image_size": "portrait_16_9",
+        "output_format": fmt,
+    }
+    assert "Stable Diffusion 3.5 Large" in answer["summary"] and "seed 4242" in answer["summary"]
+
+
+def test_an_image_without_parameters_or_a_file_that_is_no_image(owner_client):
+    import io
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from PIL import Image as PILImage
+
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (40, 30), "teal").save(buffer, "PNG")
+    plain = SimpleUploadedFile("plain.png", buffer.getvalue())
+    url = reverse("generator:parameters")
+    assert owner_client.post(url, {"image": plain}).json() == {"found": False}
+    text = SimpleUploadedFile("notes.txt", b"Steps: 20, Seed: 1, Size: 512x512")
+    refused = owner_client.post(url, {"image": text})
+    assert refused.status_code == 400 and "not a PNG, JPEG or WebP" in refused.json()["error"]
+    assert owner_client.post(url, {}).status_code == 400
+
+
+def test_a1111_parameters_from_another_tool_fill_what_the_model_has():
+    from generator import parameters
+
+    text = (
+        "masterpiece, a castle on a hill,\nat sunset\n"
+        "Negative prompt: lowres, bad anatomy\n"
+        "Steps: 25, Sampler: DPM++ 2M, CFG scale: 7, Seed: 123456789, Size: 1000x600, "
+        'Model: sd_xl_base_1.0, Lora hashes: "a: 1, b: 2"'
+    )
+    parsed = parameters.parse(text)
+    assert parsed["prompt"] == "masterpiece, a castle on a hill,\nat sunset"
+    assert parsed["negative_prompt"] == "lowres, bad anatomy"
+    assert parsed["Lora hashes"] == "a: 1, b: 2"
+    # An unknown model keeps the one chosen; a size off every preset is a custom one.
+    values = parameters.form_values(parsed, model="flux-realism")
+    assert values == {
+        "model": "flux-realism",
+        "prompt": "masterpiece, a castle on a hill,\nat sunset",
+        "num_inference_steps": "25",
+        "guidance_scale": "7",
+        "seed": "123456789",
+        "image_size": "custom",
+        "width": "1000",
+        "height": "600",
+    }
+    assert parameters.parse("just a prompt") == {"prompt": "just a prompt"}
+
+
+def test_filled_values_are_fitted_to_their_model(owner_client):
+    values = {"model": "flux-realism", "prompt": "x" * 3000, "num_inference_steps": "80"}
+    response = owner_client.post(reverse("generator:form"), values, headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    form = response.context["form"]
+    assert form["prompt"].value() == "x" * 3000
+    assert form["num_inference_steps"].value() == 50
+    assert "set to 50" in response.text

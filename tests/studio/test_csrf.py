@@ -33,6 +33,10 @@ POST_ONLY = {
     "api:generation-cancel",
     "generator:visibility",
     "generator:model-enable",
+    # The studio form's helpers: they answer for posted values or a file, never on GET.
+    "generator:defaults",
+    "generator:form",
+    "generator:parameters",
 }
 # Show a form on GET and change state on POST.
 FORMS = {
