@@ -36,6 +36,7 @@ from accounts.errors import BudgetExhausted, InvalidRequest, LimitReached, Studi
 from accounts.models import ApiToken
 from accounts.tokens import api_token_authenticate, api_token_find, bearer_token
 from api import services as api_services
+from api.openapi import IDEMPOTENCY_KEY_PATTERN
 from api.schema import STUDIO_FIELDS, model_schema, type_error
 from generator.forms import generation_form
 from generator.media_links import MEDIA_LINK_PARAM, media_link_sign
@@ -115,7 +116,8 @@ def request_token(request: HttpRequest) -> ApiToken | None:
 
 PREFERENCES = ("respond-async",)
 # Visible ASCII with inner spaces, as the OpenAPI document states it.
-IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?")
+IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
 
 class HeaderError(Exception):
@@ -142,7 +144,7 @@ def idempotency_key(request: HttpRequest) -> str:
     value = request.headers.get("Idempotency-Key")
     if value is None:
         return ""
-    if not IDEMPOTENCY_KEY.fullmatch(value):
+    if len(value) > IDEMPOTENCY_KEY_MAX_LENGTH or not IDEMPOTENCY_KEY.fullmatch(value):
         raise HeaderError(
             "Idempotency-Key: expected 1 to 255 visible ASCII characters (a UUID, say)"
         )
