@@ -266,7 +266,7 @@ def test_a_provider_refusal_maps_to_its_status_and_message(live_server, provider
     )
     # The provider's 403 is about the studio's key (out of credits), not the caller's.
     assert response.status_code == 502
-    assert "the studio's AI/ML API key was refused" in response.json()["message"].lower()
+    assert "The studio's AI/ML API key was refused" in response.json()["message"]
     assert "run out of credits" in response.json()["message"]
     assert response.json()["statusCode"] == 502
     assert "/v1/generations/" in response.headers["Location"]
