@@ -87,6 +87,13 @@ def api_token_authenticate(raw: str) -> AbstractBaseUser | None:
     concurrent requests never race. Synchronous ORM: call it through
     `sync_to_async` from async code.
     """
+    token = api_token_find(raw)
+    return token.user if token is not None else None
+
+
+def api_token_find(raw: str) -> ApiToken | None:
+    """The active token (with its user) for a raw token, as api_token_authenticate
+    checks it; the API keeps the token itself to scope idempotency and sign image URLs."""
     if not raw or not raw.startswith(TOKEN_PREFIX) or len(raw) > RAW_MAX_LENGTH:
         return None
     # The lookup is by the hash, never by the token, so timing says nothing about
@@ -103,6 +110,19 @@ def api_token_authenticate(raw: str) -> AbstractBaseUser | None:
     ApiToken.objects.filter(pk=token.pk).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
     ).update(last_used_at=now)
+    return token
+
+
+def api_token_owner(token_id: int) -> AbstractBaseUser | None:
+    """The active user of the token with this id while it is not revoked, or None: what
+    a signed image URL made for that token still opens for."""
+    token = (
+        ApiToken.objects.select_related("user__member")
+        .filter(pk=token_id, revoked_at__isnull=True)
+        .first()
+    )
+    if token is None or not token.user.is_active or not is_active(token.user):
+        return None
     return token.user
 
 

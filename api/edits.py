@@ -9,6 +9,7 @@ like an upload on the web form, and answers like POST /v1/images/generations, so
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -23,12 +24,16 @@ from accounts.tokens import bearer_token
 from api.compat import with_ignored_header
 from api.schema import model_schema
 from api.views import (
+    HeaderError,
     _bounded_authenticate,
-    _validate_and_create,
+    _submit,
     allow_methods,
     api_error,
     error_response,
     generation_answer,
+    idempotency_key,
+    is_sdk_retry,
+    prefers_async,
 )
 from generator.models import Generation
 from generator.registry import FLUX_DEV_I2I, MODELS, get_model
@@ -48,11 +53,17 @@ async def images_edits(request: HttpRequest) -> HttpResponse:
     path = EDITS_PATH
     # A token only, as for generations: a browser session on a cross-site POST must not.
     raw = bearer_token(request.headers.get("Authorization"))
-    user, may_generate = await sync_to_async(_bounded_authenticate)(raw) if raw else (None, False)
-    if user is None:
+    token, may_generate = await sync_to_async(_bounded_authenticate)(raw) if raw else (None, False)
+    if token is None:
         return unauthorized(path)
+    user = token.user
     if not may_generate:
         return api_error(403, "Your role in this studio (viewer) cannot generate images", path)
+    try:
+        respond_async = prefers_async(request)
+        key = idempotency_key(request)
+    except HeaderError as exc:
+        return api_error(400, str(exc), path)
     if not request.content_type == "multipart/form-data":
         return api_error(
             400,
@@ -65,16 +76,28 @@ async def images_edits(request: HttpRequest) -> HttpResponse:
     if length.isdigit() and int(length) > limit:
         return api_error(413, f"Request body too large: the limit is {limit} bytes", path)
     try:
-        generation = await sync_to_async(_create_edit)(request, user)
+        generation, replayed = await sync_to_async(_create_edit)(
+            request, token, key, is_sdk_retry(request)
+        )
     except StudioError as exc:
         return error_response(exc, path)
-    response = await generation_answer(request, generation, user, path)
+    response = await generation_answer(
+        request,
+        generation,
+        user,
+        path,
+        token_id=token.pk,
+        respond_async=respond_async,
+        replayed=replayed,
+    )
     return with_ignored_header(response, generation)
 
 
-def _create_edit(request: HttpRequest, user: Any) -> Generation:
-    """Read the form and create the generation. Runs in a thread: parsing the upload
-    reads a temporary file."""
+def _create_edit(
+    request: HttpRequest, token: Any, key: str, sdk_retry: bool
+) -> tuple[Generation, bool]:
+    """Read the form and create the generation, or find the one this request repeats
+    (True). Runs in a thread: parsing the upload reads a temporary file."""
     try:
         fields, files = request.POST, request.FILES
     except RequestDataTooBig:
@@ -89,7 +112,24 @@ def _create_edit(request: HttpRequest, user: Any) -> Generation:
         raise InvalidRequest(
             f"image: {body['model']} starts from one image; {len(images)} were sent"
         )
-    return _validate_and_create(user, body, {"image_file": images[0]}, image_field="image")
+    digest = edit_digest(fields, images[0])
+    return _submit(
+        token, body, digest, key, sdk_retry, {"image_file": images[0]}, image_field="image"
+    )
+
+
+def edit_digest(fields: Any, upload: Any) -> str:
+    """What makes two edit requests the same one: their text fields and the starting
+    image's bytes (a multipart body's boundary differs between an SDK's retries, so the
+    raw body cannot be compared)."""
+    digest = hashlib.sha256()
+    for name in sorted(fields):
+        for value in fields.getlist(name):
+            digest.update(f"{name}={value}\n".encode("utf-8", "surrogatepass"))
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    upload.seek(0)
+    return digest.hexdigest()
 
 
 def edit_body(fields: Any, files: Any) -> dict[str, Any]:

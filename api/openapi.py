@@ -3,10 +3,14 @@ the registry, so it cannot drift from what the API accepts."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from api.schema import model_schema
-from generator.registry import FLUX_DEV_I2I, MODELS
+from generator.registry import FLUX_DEV_I2I, MODELS, ModelSpec
+
+# The Idempotency-Key api.views accepts: visible ASCII, inner spaces allowed.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
 
 ERROR = {
     "type": "object",
@@ -21,11 +25,28 @@ ERROR = {
 }
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {
+def _error(description: str, *headers: str) -> dict[str, Any]:
+    answer: dict[str, Any] = {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
+    if headers:
+        answer["headers"] = {name: HEADERS[name] for name in headers}
+    return answer
+
+
+HEADERS: dict[str, Any] = {
+    "Retry-After": {
+        "description": "Seconds until trying again can succeed",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+    "Location": {
+        "description": "The generation's URL (GET /v1/generations/{id}) to poll",
+        "required": True,
+        "schema": {"type": "string", "format": "uri"},
+    },
+}
 
 
 IMAGE = {
@@ -151,6 +172,16 @@ def edit_request_schema() -> dict[str, Any]:
     }
 
 
+def request_schema(spec: ModelSpec) -> dict[str, Any]:
+    """api.schema's body schema as the API accepts it: a model parameter (or image_size)
+    sent as null is the same as leaving it out (api.views.form_data_from_body)."""
+    schema = copy.deepcopy(model_schema(spec))
+    nullable = {p.name for p in spec.params} | ({"image_size"} if spec.size else set())
+    for name in sorted(nullable & set(schema["properties"]) - set(schema["required"])):
+        schema["properties"][name] = {"anyOf": [schema["properties"][name], {"type": "null"}]}
+    return schema
+
+
 def openapi_document(server: str, enabled: frozenset[str] | None = None) -> dict[str, Any]:
     """The document for the models enabled now (all of them when `enabled` is None)."""
     security = [{"bearer": []}]
@@ -162,8 +193,12 @@ def openapi_document(server: str, enabled: frozenset[str] | None = None) -> dict
             "version": "1",
             "description": (
                 "AI/ML API compatible image generation. Images are mirrored into the "
-                "studio; every URL in an answer is the studio's copy, readable with the "
-                "same token."
+                "studio; every URL in an answer is the studio's copy, signed so that a "
+                "plain GET opens it (for API_IMAGE_URL_TTL seconds, while the image stays "
+                "as visible as it was), and readable with the same token too. A request "
+                "with the Idempotency-Key of an earlier one, or an SDK's retry of the same "
+                "bytes (x-stainless-retry-count above 0), answers with the generation the "
+                "first one started instead of paying for another."
             ),
         },
         "servers": [{"url": server}],
@@ -173,7 +208,7 @@ def openapi_document(server: str, enabled: frozenset[str] | None = None) -> dict
                 "Error": ERROR,
                 "Generation": GENERATION,
                 "Answer": ANSWER,
-                **{f"Request_{i}": model_schema(s) for i, s in enumerate(offered)},
+                **{f"Request_{i}": request_schema(s) for i, s in enumerate(offered)},
             },
         },
         "security": security,
@@ -194,8 +229,26 @@ def openapi_document(server: str, enabled: frozenset[str] | None = None) -> dict
                             "in": "header",
                             "required": False,
                             "schema": {"type": "string", "enum": ["respond-async"]},
-                            "description": "respond-async: answer 202 at once with a Location",
-                        }
+                            "description": (
+                                "respond-async: answer 202 at once with a Location; any "
+                                "other preference is a 400"
+                            ),
+                        },
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "schema": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": 255,
+                                "pattern": IDEMPOTENCY_KEY_PATTERN,
+                            },
+                            "description": (
+                                "The same key with the same token is the same generation "
+                                "(its current state); with a different body, a 422"
+                            ),
+                        },
                     ],
                     "requestBody": {
                         "required": True,
@@ -220,23 +273,40 @@ def openapi_document(server: str, enabled: frozenset[str] | None = None) -> dict
                             },
                         },
                         "202": {
-                            "description": "Accepted (Prefer: respond-async)",
+                            "description": (
+                                "Accepted: Prefer: respond-async, or still running after "
+                                "API_WAIT_TIMEOUT seconds; poll the Location"
+                            ),
+                            "headers": {"Location": HEADERS["Location"]},
                             "content": {
                                 "application/json": {
                                     "schema": {"$ref": "#/components/schemas/Generation"}
                                 }
                             },
                         },
-                        "400": _error("Body validation error; nothing was sent upstream"),
+                        "400": _error(
+                            "Body or header validation error (nothing was sent upstream), "
+                            "or the provider refused the request's content"
+                        ),
                         "401": _error("Missing or invalid token"),
-                        "403": _error("The provider refused (e.g. out of credits)"),
-                        "404": _error("The provider does not know the route or model"),
-                        "422": _error("The provider could not process the request"),
-                        "429": _error("A per-user limit or the provider's rate limit"),
-                        "500": _error("The provider failed"),
-                        "502": _error("The provider's answer or images were unusable"),
-                        "503": _error("The provider is unavailable"),
-                        "504": _error("Still running after the wait limit; see Location"),
+                        "403": _error("Your role cannot generate, or a monthly budget is spent"),
+                        "413": _error("The body is over the upload limit"),
+                        "422": _error(
+                            "The Idempotency-Key was used with another body, or the provider "
+                            "could not process the request"
+                        ),
+                        "429": _error(
+                            "A per-user limit (in progress at once, per hour); Retry-After "
+                            "says when a slot or the hour frees",
+                            "Retry-After",
+                        ),
+                        "502": _error(
+                            "Upstream failed: the studio's AI/ML API key was refused (an "
+                            "admin must fix it), the provider failed, or its answer or "
+                            "images were unusable"
+                        ),
+                        "503": _error("The provider is rate-limiting the studio", "Retry-After"),
+                        "504": _error("The provider timed out"),
                     },
                 }
             },

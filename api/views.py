@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
 from functools import wraps
 from inspect import iscoroutinefunction
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
@@ -31,7 +34,9 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts import rules
 from accounts.errors import BudgetExhausted, InvalidRequest, LimitReached, StudioError
-from accounts.tokens import api_token_authenticate, bearer_token
+from accounts.models import ApiToken
+from accounts.tokens import api_token_authenticate, api_token_find, bearer_token
+from api import services as api_services
 from api.compat import (
     BodyError,
     openai_translate,
@@ -39,13 +44,16 @@ from api.compat import (
     with_ignored_header,
     with_provider_fields,
 )
+from api.openapi import IDEMPOTENCY_KEY_PATTERN
 from api.schema import STUDIO_FIELDS, model_schema, type_error
 from generator import services
 from generator.forms import generation_form
-from generator.models import Generation
+from generator.media_links import MEDIA_LINK_PARAM, media_link_sign
+from generator.models import Generation, Image
 from generator.policy import prompt_blocked_record
 from generator.registry import CUSTOM_SIZE, DEFAULT_MODEL, MODELS, ModelSpec, get_model
 from generator.selectors import generation_images_for, generations_visible_to
+from generator.services.key_refused import KEY_REFUSED_STATUSES, KEY_REFUSED_TEXT
 from studio.http import flat_error, gateway_status, unauthorized
 
 GENERATIONS_PATH = "/v1/images/generations"
@@ -106,6 +114,56 @@ def request_user(request: HttpRequest, *, allow_session: bool) -> Any:
     if allow_session and request.user.is_authenticated:
         return request.user
     return None
+
+
+def request_token(request: HttpRequest) -> ApiToken | None:
+    raw = bearer_token(request.headers.get("Authorization"))
+    return api_token_find(raw) if raw else None
+
+
+# --- Request headers: Prefer, Idempotency-Key, an SDK's retry count ------------------
+
+PREFERENCES = ("respond-async",)
+# Visible ASCII with inner spaces, as the OpenAPI document states it.
+IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+
+
+class HeaderError(Exception):
+    pass
+
+
+def prefers_async(request: HttpRequest) -> bool:
+    """Whether `Prefer` asks for respond-async; HeaderError for any other preference, so a
+    misspelt one is not silently ignored into a ten-minute wait."""
+    value = request.headers.get("Prefer")
+    if value is None:
+        return False
+    asked = [part.split(";", 1)[0].strip() for part in value.split(",")]
+    unknown = [p for p in asked if p.lower() not in PREFERENCES]
+    if unknown or not asked:
+        raise HeaderError(
+            f"Prefer: unsupported preference {unknown[0] if unknown else value!r}; "
+            "the studio understands respond-async"
+        )
+    return True
+
+
+def idempotency_key(request: HttpRequest) -> str:
+    value = request.headers.get("Idempotency-Key")
+    if value is None:
+        return ""
+    if len(value) > IDEMPOTENCY_KEY_MAX_LENGTH or not IDEMPOTENCY_KEY.fullmatch(value):
+        raise HeaderError(
+            "Idempotency-Key: expected 1 to 255 visible ASCII characters (a UUID, say)"
+        )
+    return value
+
+
+def is_sdk_retry(request: HttpRequest) -> bool:
+    """OpenAI's SDK (and the AI/ML API's fork) counts its automatic retries here."""
+    count = request.headers.get("X-Stainless-Retry-Count", "")
+    return count.isdigit() and int(count) > 0
 
 
 # --- POST /v1/images/generations -----------------------------------------------------
@@ -238,29 +296,69 @@ _DB_SLOTS = threading.BoundedSemaphore(settings.API_DB_CONCURRENCY)
 
 def error_response(exc: StudioError, path: str) -> JsonResponse:
     """The one place a domain error becomes an API answer (the flat error body)."""
-    if isinstance(exc, LimitReached | BudgetExhausted):
-        return api_error(
-            exc.status, exc.message, path, Retry_After=str(settings.GENERATION_LIMIT_RETRY_AFTER)
-        )
+    if isinstance(exc, BudgetExhausted):
+        # Waiting does not help until the month turns or an admin raises the budget, so
+        # no Retry-After, and 403 as the provider says for its own "out of credits":
+        # SDKs retry a 429 and give up on a 403.
+        return api_error(403, exc.message, path)
+    if isinstance(exc, LimitReached):
+        return api_error(429, exc.message, path, Retry_After=str(exc.retry_after))
     if isinstance(exc, InvalidRequest):
         return api_error(400, f"Body validation error! {exc.message}", path)
     return api_error(exc.status, exc.message, path)
 
 
-def _validate_and_create(
-    user: Any, body: Any, files: Any = None, image_field: str = "image_url"
-) -> Generation:
-    """Create the generation (raising a StudioError if it may not be). Runs in a thread.
+def _submit(
+    token: ApiToken,
+    body: Any,
+    digest: str,
+    key: str,
+    sdk_retry: bool,
+    files: Any = None,
+    image_field: str = "image_url",
+) -> tuple[Generation, bool]:
+    """The request's generation, new or reattached (True); raises a StudioError if it may
+    not be created. Runs in a thread.
 
     `files` holds an uploaded starting image as the form's `image_file`; errors about
     the starting image name `image_field`, the field the client sent it in."""
     with _DB_SLOTS:
-        return _validate_and_create_unbounded(user, body, files, image_field)
+        try:
+            return _submit_unbounded(token, body, digest, key, sdk_retry, files, image_field)
+        finally:
+            _release_connection()
 
 
-def _validate_and_create_unbounded(
-    user: Any, body: Any, files: Any, image_field: str
-) -> Generation:
+def _submit_unbounded(
+    token: ApiToken,
+    body: Any,
+    digest: str,
+    key: str,
+    sdk_retry: bool,
+    files: Any,
+    image_field: str,
+) -> tuple[Generation, bool]:
+    replay = {"token": token, "body_sha256": digest, "idempotency_key": key, "sdk_retry": sdk_retry}
+    # A repeat reattaches before anything is checked again: the model may have been
+    # switched off or the limit reached since, and neither makes the first one undone.
+    earlier = api_services.generation_replay(**replay)
+    if earlier is not None:
+        return earlier, True
+    form, options = _validated_form(token.user, body, files, image_field)
+    return api_services.generation_submit(
+        spec=form.spec,
+        body=form.request_body(),
+        options=options,
+        reference=form.reference,
+        **replay,
+    )
+
+
+def _validated_form(
+    user: Any, body: Any, files: Any = None, image_field: str = "image_url"
+) -> tuple[Any, dict[str, Any]]:
+    """The valid generation form for an API body, and the studio's options; raises
+    InvalidRequest naming the field. A blocked prompt is in the audit log."""
     try:
         spec, data, options = form_data_from_body(body)
     except BodyError as exc:
@@ -273,16 +371,20 @@ def _validate_and_create_unbounded(
         )
     if not valid:
         raise InvalidRequest(_form_errors(form, image_field))
-    try:
-        return services.generation_create(
-            owner=user,
-            spec=form.spec,
-            body=form.request_body(),
-            options=options,
-            reference=form.reference,
-        )
-    finally:
-        _release_connection()
+    return form, options
+
+
+def _validate_and_create_unbounded(user: Any, body: Any) -> Generation:
+    """A new generation for an API body, as a request without a key or retry makes one
+    (the benchmarks call this to skip only the HTTP hop)."""
+    form, options = _validated_form(user, body)
+    return services.generation_create(
+        owner=user,
+        spec=form.spec,
+        body=form.request_body(),
+        options=options,
+        reference=form.reference,
+    )
 
 
 def _current(generation_id: int) -> Generation:
@@ -293,25 +395,63 @@ def _current(generation_id: int) -> Generation:
             _release_connection()
 
 
-def _bounded_authenticate(raw: str) -> tuple[Any, bool]:
-    """The token's user and whether they may generate (asking reads their groups, so it
-    runs here, in the thread, not in the waiting coroutine)."""
+def _bounded_authenticate(raw: str) -> tuple[ApiToken | None, bool]:
+    """The token (with its user) and whether they may generate (asking reads their
+    groups, so it runs here, in the thread, not in the waiting coroutine)."""
     with _DB_SLOTS:
         try:
-            user = api_token_authenticate(raw)
-            return user, user is not None and rules.may_generate(user)
+            token = api_token_find(raw)
+            return token, token is not None and rules.may_generate(token.user)
         finally:
             _release_connection()
 
 
 def _bounded_generation_json(
-    request: HttpRequest, generation_id: int, viewer: Any
+    request: HttpRequest, generation_id: int, viewer: Any, token_id: int | None
 ) -> dict[str, Any]:
     with _DB_SLOTS:
         try:
-            return generation_json(request, generation_id, viewer)
+            return generation_json(request, generation_id, viewer, token_id)
         finally:
             _release_connection()
+
+
+def _accepted(data: dict[str, Any], location: str, **headers: str) -> JsonResponse:
+    """202 with the generation as it is now and where to poll it."""
+    response = JsonResponse(data, status=202)
+    response["Location"] = location
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+def failure_response(generation: Generation, path: str, location: str) -> JsonResponse:
+    """A failed generation as the API answers it, saying whose fault it was: a status
+    the caller could take for its own verdict on its request (401, 403, 404, 429) is
+    never passed on from the provider."""
+    # Rows failed before the store clamped statuses may hold a 1xx or 3xx.
+    status = gateway_status(generation.error_status)
+    message = generation.error or "The generation failed"
+    headers = {"Location": location}
+    if status in KEY_REFUSED_STATUSES:
+        # The studio's key, not the caller's token: the caller cannot fix it, an admin can.
+        status = 502
+        message = (
+            f"{KEY_REFUSED_TEXT} (the provider said: {message}). This is not about your "
+            "token; a studio admin has been told and must fix AIMLAPI_KEY."
+        )
+    elif status == 429:
+        # The provider kept rate-limiting the studio past its patience.
+        status = 503
+        message = f"The AI/ML API is rate-limiting the studio: {message}"
+        headers["Retry_After"] = str(int(settings.GENERATION_RETRY_MAX) or 1)
+    elif status in (408, 504):
+        status = 504
+    elif status not in (400, 422):
+        # Another refusal or failure upstream (404 for a model it no longer has, a 5xx):
+        # the gateway's, with the provider's message.
+        status = 502
+    return api_error(status, message, path, **headers)
 
 
 def _release_connection() -> None:
@@ -326,11 +466,17 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
     path = GENERATIONS_PATH
     # Only a token may create: a browser session on a cross-site POST must not.
     raw = bearer_token(request.headers.get("Authorization"))
-    user, may_generate = await sync_to_async(_bounded_authenticate)(raw) if raw else (None, False)
-    if user is None:
+    token, may_generate = await sync_to_async(_bounded_authenticate)(raw) if raw else (None, False)
+    if token is None:
         return unauthorized(path)
+    user = token.user
     if not may_generate:
         return api_error(403, "Your role in this studio (viewer) cannot generate images", path)
+    try:
+        respond_async = prefers_async(request)
+        key = idempotency_key(request)
+    except HeaderError as exc:
+        return api_error(400, str(exc), path)
     try:
         raw_body = request.body
     except RequestDataTooBig:
@@ -343,28 +489,47 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
     except RecursionError:
         return api_error(400, "Body validation error! The JSON body nests too deeply", path)
 
+    digest = hashlib.sha256(raw_body).hexdigest()
     try:
-        generation = await sync_to_async(_validate_and_create)(user, body)
+        generation, replayed = await sync_to_async(_submit)(
+            token, body, digest, key, is_sdk_retry(request)
+        )
     except StudioError as exc:
         return error_response(exc, path)
-    response = await generation_answer(request, generation, user, path)
+    response = await generation_answer(
+        request,
+        generation,
+        user,
+        path,
+        token_id=token.pk,
+        respond_async=respond_async,
+        replayed=replayed,
+    )
     return with_ignored_header(response, generation)
 
 
 async def generation_answer(
-    request: HttpRequest, generation: Generation, user: Any, path: str
+    request: HttpRequest,
+    generation: Generation,
+    user: Any,
+    path: str,
+    *,
+    token_id: int,
+    respond_async: bool,
+    replayed: bool,
 ) -> HttpResponse:
     """The answer to a created generation: 202 at once with Prefer: respond-async,
     else the finished generation once it is (or the error it failed with, or 504)."""
     location = request.build_absolute_uri(reverse("api:generation", args=[generation.uuid]))
+    # Told to the client, as Stripe does, so a script can see it got the first answer.
+    replay_headers = {"Idempotent_Replayed": "true"} if replayed else {}
 
-    if "respond-async" in request.headers.get("Prefer", ""):
-        data = await sync_to_async(_bounded_generation_json)(request, generation.pk, user)
-        response = JsonResponse(data, status=202)
-        response["Location"] = location
-        response["Preference-Applied"] = "respond-async"
-        return response
+    if respond_async:
+        data = await sync_to_async(_bounded_generation_json)(request, generation.pk, user, token_id)
+        return _accepted(data, location, Preference_Applied="respond-async", **replay_headers)
 
+    # A client that hangs up stops this wait (the ASGI server cancels it); the
+    # generation goes on, and the client's retry reattaches to it.
     deadline = time.monotonic() + settings.API_WAIT_TIMEOUT
     delay = 0.25
     while True:
@@ -372,13 +537,12 @@ async def generation_answer(
         if current.is_finished:
             break
         if time.monotonic() >= deadline:
-            return api_error(
-                504,
-                f"Generation timeout: generation {generation.uuid} is still "
-                f"{current.status}; poll {location}",
-                path,
-                Location=location,
+            # Still running is not a failure: a 5xx here would make an SDK retry, and
+            # answer as respond-async would have, so the client polls instead.
+            data = await sync_to_async(_bounded_generation_json)(
+                request, generation.pk, user, token_id
             )
+            return _accepted(data, location, **replay_headers)
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, 1.0)
 
@@ -387,31 +551,48 @@ async def generation_answer(
             409, f"Generation {generation.uuid} was cancelled", path, Location=location
         )
     if current.status == Generation.Status.FAILED:
-        # Rows failed before the store clamped statuses may hold a 1xx or 3xx.
-        status = gateway_status(current.error_status)
-        headers = {"Location": location}
-        if status == 429:
-            headers["Retry_After"] = str(int(settings.GENERATION_RETRY_MAX) or 1)
-        return api_error(status, current.error or "The generation failed", path, **headers)
-    data = await sync_to_async(answer_json)(request, current)
-    response = JsonResponse(data, status=200)
-    response["Location"] = location
+        response = failure_response(current, path, location)
+    else:
+        data = await sync_to_async(answer_json)(request, current, user, token_id)
+        response = JsonResponse(data, status=200)
+        response["Location"] = location
+    for name, value in replay_headers.items():
+        response[name.replace("_", "-")] = value
     return response
 
 
-def _media_url(request: HttpRequest, name: str) -> str:
-    return request.build_absolute_uri(reverse("generator:media", args=[name]))
+def _media_url(
+    request: HttpRequest,
+    name: str,
+    image: Image,
+    generation: Generation,
+    viewer: Any,
+    token_id: int | None,
+) -> str:
+    """The studio's URL of a stored file, signed so that it opens without a token for
+    API_IMAGE_URL_TTL seconds while the image stays as visible as it is now."""
+    sig = media_link_sign(
+        name=name, image=image, generation=generation, user_id=viewer.pk, token_id=token_id
+    )
+    url = reverse("generator:media", args=[name]) + "?" + urlencode({MEDIA_LINK_PARAM: sig})
+    return request.build_absolute_uri(url)
 
 
-def answer_json(request: HttpRequest, generation: Generation) -> dict[str, Any]:
+def answer_json(
+    request: HttpRequest, generation: Generation, viewer: Any, token_id: int | None
+) -> dict[str, Any]:
     """The finished generation as AI/ML API clients and OpenAI clients both read it."""
     images = list(generation.images.all())
+    urls = {
+        image.pk: _media_url(request, image.file.name, image, generation, viewer, token_id)
+        for image in images
+    }
     inline = generation.options.get("response_format") == "b64_json" or (
         generation.params.get("response_format") == "b64_json"
     )
     data = []
     for image in images:
-        entry: dict[str, Any] = {"url": _media_url(request, image.file.name)}
+        entry: dict[str, Any] = {"url": urls[image.pk]}
         if inline:
             with default_storage.open(image.file.name, "rb") as fh:
                 entry["b64_json"] = base64.b64encode(fh.read()).decode()
@@ -424,7 +605,7 @@ def answer_json(request: HttpRequest, generation: Generation) -> dict[str, Any]:
         "status": generation.status,
         "images": [
             {
-                "url": _media_url(request, image.file.name),
+                "url": urls[image.pk],
                 "width": image.width,
                 "height": image.height,
                 "content_type": image.content_type,
@@ -443,8 +624,16 @@ def answer_json(request: HttpRequest, generation: Generation) -> dict[str, Any]:
 # --- GET /v1/generations/<uuid> ------------------------------------------------------
 
 
-def generation_json(request: HttpRequest, generation_id: int, viewer: Any) -> dict[str, Any]:
+def generation_json(
+    request: HttpRequest, generation_id: int, viewer: Any, token_id: int | None
+) -> dict[str, Any]:
+    """The generation's state; its image URLs are signed afresh for `viewer` (and the
+    token they used, None for a session) on every call."""
     generation = Generation.objects.prefetch_related("images").get(pk=generation_id)
+
+    def url(image: Image, name: str) -> str:
+        return _media_url(request, name, image, generation, viewer, token_id)
+
     return {
         "id": str(generation.uuid),
         "object": "image.generation",
@@ -462,8 +651,8 @@ def generation_json(request: HttpRequest, generation_id: int, viewer: Any) -> di
         "url": request.build_absolute_uri(reverse("generator:detail", args=[generation.uuid])),
         "images": [
             {
-                "url": _media_url(request, image.file.name),
-                "thumbnail_url": _media_url(request, image.thumbnail.name),
+                "url": url(image, image.file.name),
+                "thumbnail_url": url(image, image.thumbnail.name),
                 "width": image.width,
                 "height": image.height,
                 "content_type": image.content_type,
@@ -478,7 +667,13 @@ def generation_json(request: HttpRequest, generation_id: int, viewer: Any) -> di
 @allow_methods("GET")
 def generation_detail(request: HttpRequest, ident: str) -> HttpResponse:
     path = request.path
-    user = request_user(request, allow_session=True)
+    token = request_token(request)
+    if token is not None:
+        user, token_id = token.user, token.pk
+    elif bearer_token(request.headers.get("Authorization")):
+        return unauthorized(path)
+    else:
+        user, token_id = request_user(request, allow_session=True), None
     if user is None:
         return unauthorized(path)
     try:
@@ -489,7 +684,7 @@ def generation_detail(request: HttpRequest, ident: str) -> HttpResponse:
     generation = generations_visible_to(user).filter(uuid=uuid).only("pk").first()
     if generation is None:
         return api_error(404, f"Generation {uuid} not found", path)
-    return JsonResponse(generation_json(request, generation.pk, user))
+    return JsonResponse(generation_json(request, generation.pk, user, token_id))
 
 
 # --- POST /v1/generations/<uuid>/cancel ----------------------------------------------
@@ -508,10 +703,16 @@ def generation_cancel(request: HttpRequest, ident: str) -> HttpResponse:
     """Cancel a queued or running generation: owner or admin. Answers the generation
     as GET /v1/generations/<uuid> does, now `cancelled`; 409 once it has finished."""
     path = request.path
-    user = request_user(request, allow_session=True)
+    token = request_token(request)
+    if token is not None:
+        user, token_id = token.user, token.pk
+    elif bearer_token(request.headers.get("Authorization")):
+        return unauthorized(path)
+    else:
+        user, token_id = request_user(request, allow_session=True), None
     if user is None:
         return unauthorized(path)
-    if not bearer_token(request.headers.get("Authorization")):
+    if token is None and not bearer_token(request.headers.get("Authorization")):
         reason = _session_csrf_refusal(request)
         if reason:
             return api_error(403, reason, path)
@@ -526,4 +727,4 @@ def generation_cancel(request: HttpRequest, ident: str) -> HttpResponse:
         services.generation_cancel(generation=generation, by=user)
     except StudioError as exc:
         return error_response(exc, path)
-    return JsonResponse(generation_json(request, generation.pk, user))
+    return JsonResponse(generation_json(request, generation.pk, user, token_id))

@@ -105,6 +105,15 @@ class Generation(models.Model):
     provider_images = models.JSONField(default=list, blank=True)
     provider_prompt = models.TextField(blank=True)
 
+    # What made an API generation, so a repeated request reattaches to it instead of
+    # paying for another: the token, the client's Idempotency-Key (unique per token) and
+    # the sha256 of the exact request body (an SDK's retry sends the same bytes).
+    api_token = models.ForeignKey(
+        "accounts.ApiToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    request_sha256 = models.CharField(max_length=64, blank=True)
+
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     provider_finished_at = models.DateTimeField(null=True, blank=True)
@@ -127,6 +136,20 @@ class Generation(models.Model):
             # to_tsvector.
             # Gallery search by seed: a query of digits also matches the exact seed.
             models.Index(fields=["seed"], name="generation_seed"),
+            # api.services.generation_replay: a token's recent requests by body digest.
+            models.Index(
+                fields=["api_token", "request_sha256", "-created_at"],
+                name="generation_api_request",
+                condition=~models.Q(request_sha256=""),
+            ),
+        ]
+        constraints = [
+            # One generation per token and Idempotency-Key, however many requests race.
+            models.UniqueConstraint(
+                fields=["api_token", "idempotency_key"],
+                name="generation_idempotency_key",
+                condition=~models.Q(idempotency_key=""),
+            ),
         ]
 
     def __str__(self) -> str:

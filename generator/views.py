@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
@@ -31,8 +32,8 @@ from kombu import Connection
 from accounts import rules
 from accounts.errors import Conflict, StudioError
 from accounts.services import member_studio_defaults_set, studio_defaults_of
-from accounts.tokens import api_token_authenticate, bearer_token
-from generator import parameters, policy, selectors, services
+from accounts.tokens import api_token_authenticate, api_token_owner, bearer_token
+from generator import media_links, parameters, policy, selectors, services
 from generator.forms import (
     DEFAULTS_LEFT_OUT,
     GenerationForm,
@@ -41,7 +42,13 @@ from generator.forms import (
 )
 from generator.models import Generation
 from generator.registry import DEFAULT_MODEL
-from studio.http import HtmxHttpRequest, private_file_headers, see_other, unauthorized
+from studio.http import (
+    HtmxHttpRequest,
+    flat_error,
+    private_file_headers,
+    see_other,
+    unauthorized,
+)
 
 
 def _get_generation_for_user(request: HttpRequest, uuid: UUID, user: Any = None) -> Generation:
@@ -356,28 +363,39 @@ def _public_media_storage() -> Any:
 
 @require_GET
 def media(request: HttpRequest, name: str) -> HttpResponse:
-    # API clients fetch the URLs they were given with the same bearer token.
+    # API clients fetch the URLs they were given with the same bearer token, or with no
+    # token at all through the signed link the API put in them (generator.media_links).
     raw = bearer_token(request.headers.get("Authorization"))
+    grant = None
     if raw:
         user = api_token_authenticate(raw)
         if user is None:
             return unauthorized(request.path)
-    elif request.user.is_authenticated:
-        user = request.user
     else:
-        return redirect_to_login(request.get_full_path())
+        grant, user, refusal = _media_link_user(request, name)
+        if user is None and request.user.is_authenticated:
+            grant, user = None, request.user
+        elif user is None:
+            return refusal or redirect_to_login(request.get_full_path())
     match = MEDIA_NAME.match(name)
-    if not match:
+    image = None
+    if match:
+        image = (
+            selectors.images_visible_to(user)
+            .select_related("generation")
+            .filter(generation__uuid=match["uuid"], index=int(match["index"]))
+            .first()
+        )
+    stored = (image.thumbnail.name if match["thumb"] else image.file.name) if image else None
+    if (
+        image is None
+        or stored != name
+        or (grant and not grant.still_holds(image, image.generation))
+    ):
+        if grant is not None:
+            return flat_error(404, "No such image, or it is no longer shared", request.path)
         raise Http404("No such file")
-    image = get_object_or_404(
-        selectors.images_visible_to(user).select_related("generation"),
-        generation__uuid=match["uuid"],
-        index=int(match["index"]),
-    )
     generation = image.generation
-    stored = image.thumbnail.name if match["thumb"] else image.file.name
-    if stored != name:
-        raise Http404("No such file")
     content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     if settings.MEDIA_STORAGE == "s3":
         # The bytes come from the bucket, not through this process: a short-lived
@@ -398,9 +416,41 @@ def media(request: HttpRequest, name: str) -> HttpResponse:
     download = (
         f"{generation.uuid}-{name.rsplit('/', 1)[1]}" if request.GET.get("download") else None
     )
-    return private_file_headers(
-        response, download_name=download, cache="private, max-age=31536000, immutable"
-    )
+    # A signed link is checked on every GET, so nothing may keep its bytes for later.
+    cache = "private, no-cache" if grant else "private, max-age=31536000, immutable"
+    return private_file_headers(response, download_name=download, cache=cache)
+
+
+def _media_link_user(
+    request: HttpRequest, name: str
+) -> tuple[media_links.MediaGrant | None, Any, HttpResponse | None]:
+    """The grant and user of the request's signed link, if it has a valid one; else the
+    answer to give when there is no session to fall back on (None: sign in)."""
+    sig = request.GET.get(media_links.MEDIA_LINK_PARAM)
+    if sig is None:
+        return None, None, None
+    try:
+        grant = media_links.media_link_check(name, sig)
+    except media_links.MediaLinkExpired:
+        return (
+            None,
+            None,
+            flat_error(
+                403,
+                "This image link has expired; GET /v1/generations/<id> answers with fresh ones",
+                request.path,
+            ),
+        )
+    user = None
+    if grant is not None:
+        if grant.token_id is not None:
+            user = api_token_owner(grant.token_id)
+        else:
+            user = get_user_model().objects.filter(pk=grant.user_id).first()
+            user = user if user is not None and rules.is_active(user) else None
+    if user is None or user.pk != grant.user_id:
+        return None, None, flat_error(404, "No such image, or it is no longer shared", request.path)
+    return grant, user, None
 
 
 @require_POST

@@ -483,10 +483,16 @@ GENERATION_FAIR_SHARE = envint("GENERATION_FAIR_SHARE", 4, minimum=1)
 # at once, and generations started in the last hour.
 GENERATION_MAX_ACTIVE_PER_USER = envint("GENERATION_MAX_ACTIVE_PER_USER", 16, minimum=1)
 GENERATION_MAX_PER_HOUR = envint("GENERATION_MAX_PER_HOUR", 300, minimum=1)
+# The Retry-After of a refusal over the concurrency limit while the owner has no finished
+# generation yet to estimate a typical duration from.
 GENERATION_LIMIT_RETRY_AFTER = envint("GENERATION_LIMIT_RETRY_AFTER", 30, minimum=1)
-# How long POST /v1/images/generations waits for the images before answering 504
-# with the generation's Location (it keeps running).
-API_WAIT_TIMEOUT = envfloat("API_WAIT_TIMEOUT", 120.0, minimum=1.0)
+# How long POST /v1/images/generations waits for the images before answering 202 with
+# the generation's Location (it keeps running). 600 s is what OpenAI's SDK waits, so
+# the studio answers before the SDK gives up and retries.
+API_WAIT_TIMEOUT = envfloat("API_WAIT_TIMEOUT", 600.0, minimum=1.0)
+# Lifetime in seconds of the signed image URLs the API answers with (they open without
+# a token, for as long as the image stays visible as it was).
+API_IMAGE_URL_TTL = envint("API_IMAGE_URL_TTL", 86400, minimum=60)
 # Database connections one web process uses at most for waiting API calls.
 API_DB_CONCURRENCY = envint("API_DB_CONCURRENCY", 8, minimum=1)
 

@@ -34,6 +34,7 @@ from generator.services.claims import (
     retry_delay,
     send_on_commit,
 )
+from generator.services.key_refused import KEY_REFUSED_STATUSES, provider_key_refused_record
 from generator.services.references import generation_request_body
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,10 @@ def generation_call(*, generation_id: int, policy: RetryPolicy | None = None) ->
         raise RetryLater(countdown, reason) from exc
     except provider.ProviderError as exc:
         fail(generation, exc.message, status=exc.status or 502)
+        if exc.status in KEY_REFUSED_STATUSES:
+            provider_key_refused_record(
+                generation=generation, status=exc.status, message=exc.message
+            )
         return
     except Exception as exc:
         # A bug, or an answer shaped to break the parser: the call may have been paid,

@@ -4,6 +4,7 @@ is queued, visibility, retries, and the studio-wide model switches."""
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -108,15 +109,17 @@ def budget_limit_reason(*, owner: AbstractBaseUser, estimate: Decimal) -> str | 
     return None
 
 
+def _active_limit(owner: AbstractBaseUser) -> int:
+    member = member_of(owner)
+    if member and member.max_active is not None:
+        return member.max_active
+    return settings.GENERATION_MAX_ACTIVE_PER_USER
+
+
 def generation_limit_reason(*, owner: AbstractBaseUser, active: int) -> str | None:
     """Why `owner`, with `active` generations queued or running, may not start another
     one now, or None if they may."""
-    member = member_of(owner)
-    active_limit = (
-        member.max_active
-        if member and member.max_active is not None
-        else settings.GENERATION_MAX_ACTIVE_PER_USER
-    )
+    active_limit = _active_limit(owner)
     if active >= active_limit:
         return (
             f"{LIMIT_PREFIX} you have {active} generations in progress and the limit is "
@@ -133,6 +136,43 @@ def generation_limit_reason(*, owner: AbstractBaseUser, active: int) -> str | No
 
 
 LIMIT_PREFIX = "Limit reached:"
+
+
+def generation_limit_retry_after(*, owner: AbstractBaseUser, active: int) -> int:
+    """Seconds until `owner`, refused by generation_limit_reason, may try again: when
+    the hour window lets go of enough of their calls, or when one of theirs in progress
+    should finish (its start plus their typical duration, the median of their last
+    finished ones; GENERATION_LIMIT_RETRY_AFTER while they have none). The API sends it
+    as Retry-After, so an SDK sleeps as long as it has to and no longer."""
+    now = timezone.now()
+    waits = []
+    if active >= _active_limit(owner):
+        recent = list(
+            Generation.objects.filter(
+                owner=owner, status=Status.SUCCEEDED, started_at__isnull=False
+            )
+            .order_by("-finished_at")
+            .values_list("started_at", "finished_at")[:20]
+        )
+        durations = sorted((end - start).total_seconds() for start, end in recent)
+        typical = (
+            durations[len(durations) // 2] if durations else settings.GENERATION_LIMIT_RETRY_AFTER
+        )
+        starts = Generation.objects.filter(
+            owner=owner, status__in=(Status.QUEUED, Status.RUNNING)
+        ).values_list("started_at", flat=True)
+        # One not started yet would take its whole typical duration from now.
+        waits.append(min(((s or now) - now).total_seconds() + typical for s in starts or [now]))
+    hourly_limit = settings.GENERATION_MAX_PER_HOUR
+    window = timedelta(hours=1)
+    in_window = Generation.objects.filter(owner=owner, created_at__gte=now - window)
+    over = in_window.count() - hourly_limit
+    if over >= 0:
+        # The (over+1)th oldest call in the window leaving it brings them under the limit.
+        leaving = in_window.order_by("created_at").values_list("created_at", flat=True)[over]
+        waits.append((leaving + window - now).total_seconds())
+    # A generation overdue by its typical duration may finish any moment: ask again soon.
+    return max(1, math.ceil(max(waits, default=settings.GENERATION_LIMIT_RETRY_AFTER)))
 
 
 @transaction.atomic
@@ -164,7 +204,9 @@ def generation_create(
     ).count()
     reason = generation_limit_reason(owner=owner, active=in_flight)
     if reason:
-        raise LimitReached(reason)
+        raise LimitReached(
+            reason, retry_after=generation_limit_retry_after(owner=owner, active=in_flight)
+        )
     reason = budget_limit_reason(owner=owner, estimate=estimate)
     if reason:
         raise BudgetExhausted(reason)

@@ -12,6 +12,7 @@ import requests
 from PIL import Image as PILImage
 
 from accounts.tokens import api_token_create, api_token_revoke
+from generator import services
 from generator.models import Generation
 from tests.conftest import wait_for
 
@@ -212,16 +213,22 @@ def test_the_providers_own_python_example_works_against_the_studio(live_server, 
     assert data["prompt"] == TREX and "inference" in data["timings"]
     assert data["data"][0]["url"] == image["url"]
 
-    auth = {"Authorization": f"Bearer {token}"}
-    first = requests.get(image["url"], headers=auth, timeout=10)
-    assert first.status_code == 200
-    assert PILImage.open(io.BytesIO(first.content)).size == (1472, 512)
+    # The notebook's next line: a plain GET, no token, saves the real JPEG.
     provider.url_ttl = 0.000001  # the provider's CDN copies are gone
-    assert requests.get(image["url"], headers=auth, timeout=10).content == first.content
-    assert requests.get(image["url"], timeout=10, allow_redirects=False).status_code == 302
+    plain = requests.get(image["url"], timeout=10, allow_redirects=False)
+    assert plain.status_code == 200
+    assert plain.headers["Content-Type"] == "image/jpeg"
+    assert plain.headers["X-Content-Type-Options"] == "nosniff"
+    picture = PILImage.open(io.BytesIO(plain.content))
+    assert (picture.format, picture.size) == ("JPEG", (1472, 512))
+    auth = {"Authorization": f"Bearer {token}"}
+    assert requests.get(image["url"], headers=auth, timeout=10).content == plain.content
 
     generation = Generation.objects.get(uuid=data["id"])
     assert generation.owner == owner and generation.seed == str(data["seed"])
+    services.generation_visibility_set(generations=[generation], visibility="private", by=owner)
+    gone = requests.get(image["url"], timeout=10, allow_redirects=False)
+    assert gone.status_code == 404 and gone.json()["statusCode"] == 404
 
 
 @pytest.mark.usefixtures("workers")
@@ -256,9 +263,11 @@ def test_a_provider_refusal_maps_to_its_status_and_message(live_server, provider
         json={"model": "flux-realism", "prompt": TREX},
         timeout=60,
     )
-    assert response.status_code == 403
+    # The provider's 403 is about the studio's key (out of credits), not the caller's.
+    assert response.status_code == 502
+    assert "The studio's AI/ML API key was refused" in response.json()["message"]
     assert "run out of credits" in response.json()["message"]
-    assert response.json()["statusCode"] == 403
+    assert response.json()["statusCode"] == 502
     assert "/v1/generations/" in response.headers["Location"]
 
 

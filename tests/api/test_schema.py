@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from api.openapi import request_schema
 from api.schema import model_schema, param_schema
 from api.views import BodyError, form_data_from_body
 from generator.forms import generation_form
@@ -83,7 +84,7 @@ def documented(client) -> dict[str, dict[str, Any]]:
 def test_every_model_is_described_once_in_each_place(listed, documented):
     assert set(listed) == set(documented) == set(MODELS)
     for spec in MODELS.values():
-        assert documented[spec.id] == model_schema(spec)
+        assert documented[spec.id] == request_schema(spec)
         assert set(listed[spec.id]) == set(model_schema(spec)["properties"]) - {"model"}
 
 
@@ -93,7 +94,8 @@ def test_models_and_openapi_describe_a_parameter_with_the_same_schema(
 ):
     spec = MODELS[model_id]
     schema = param_schema(spec.param(name))
-    assert documented[model_id]["properties"][name] == schema
+    # The document adds only that null stands for leaving the parameter out.
+    assert documented[model_id]["properties"][name] == {"anyOf": [schema, {"type": "null"}]}
     entry = listed[model_id][name]
     assert entry["schema"] == schema
     assert entry["required"] is (name in documented[model_id]["required"])
@@ -156,3 +158,15 @@ def test_only_the_schema_module_reads_the_parameter_type_in_the_api():
     assert readers
     for where, line in readers.items():
         assert where.startswith("api/schema.py:") and "param.kind" in line, where
+
+
+def test_a_parameter_sent_as_null_is_left_out_as_the_document_says(owner):
+    spec = MODELS["flux-realism"]
+    _, data, _ = form_data_from_body({**base_body(spec), "seed": None, "image_size": None})
+    form = generation_form(data, viewer=owner)
+    assert form.is_valid(), form.errors
+    assert "seed" not in form.request_body()
+    documented = request_schema(spec)["properties"]
+    assert {"type": "null"} in documented["seed"]["anyOf"]
+    assert {"type": "null"} in documented["image_size"]["anyOf"]
+    assert "anyOf" not in documented["prompt"]  # required: never null
