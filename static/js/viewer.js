@@ -124,3 +124,42 @@
     });
   });
 })();
+
+// Arrow keys move focus between the tiles of a list (gallery, collection): ←/→ to the
+// previous or next one, ↑/↓ to the one above or below in the grid as it is laid out.
+// Enter on a tile opens it in the viewer; Tab still goes through every control.
+(function () {
+  "use strict";
+  var STEPS = { ArrowLeft: -1, ArrowRight: 1 };
+
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.shiftKey) return;
+    var link = event.target.closest && event.target.closest(".tile-link[data-viewer]");
+    if (!link || link.closest("dialog")) return;
+    var root = link.closest("[data-viewer-list]");
+    if (!root) return;
+    var list = Array.prototype.slice.call(root.querySelectorAll(".tile-link[data-viewer]"));
+    var index = list.indexOf(link);
+    var next = null;
+    if (event.key in STEPS) {
+      next = list[index + STEPS[event.key]];
+    } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      // The tile in the next (or previous) row whose left edge is nearest this one's.
+      var box = link.getBoundingClientRect();
+      var down = event.key === "ArrowDown";
+      var best = null, bestDistance = Infinity;
+      list.forEach(function (other) {
+        var r = other.getBoundingClientRect();
+        var row = down ? r.top > box.top + 1 : r.top < box.top - 1;
+        if (!row) return;
+        var distance = Math.abs(r.top - box.top) * 10000 + Math.abs(r.left - box.left);
+        if (distance < bestDistance) { best = other; bestDistance = distance; }
+      });
+      next = best;
+    } else {
+      return;
+    }
+    event.preventDefault();
+    if (next) { next.focus(); next.scrollIntoView({ block: "nearest" }); }
+  });
+})();
