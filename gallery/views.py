@@ -265,7 +265,6 @@ def _collection_context(
 
 @require_GET
 @login_required
-@vary_on_headers("HX-Request")
 def collection_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     collection = _get_collection(request, uuid)
     return render(request, "gallery/collection.html", _collection_context(request, collection))
@@ -302,7 +301,9 @@ def collection_move(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     image = _posted_item(request, collection)
     direction = request.POST.get("direction")
     if image is None or direction not in ("up", "down"):
-        messages.error(request, "That image is not in this collection.")
+        # With htmx the unchanged grid is the answer; a message would wait for the next page.
+        if not request.htmx:
+            messages.error(request, "That image is not in this collection.")
     else:
         services.collection_move(
             collection=collection, image=image, by=-1 if direction == "up" else 1
