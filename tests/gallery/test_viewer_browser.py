@@ -113,6 +113,13 @@ def test_the_studio_opens_its_thumbnails_in_the_viewer(browser_as, owner, provid
     wait_for(lambda: links.count() == 4)
     order = [link.split("/")[2] for link in links.evaluate_all("l => l.map(a => a.dataset.viewer)")]
     open_and_step(page, order, "/")
+    # The viewer's actions work over the studio too: the star, for one.
+    links.first.click()
+    star = page.locator(f"#viewer-star-{order[0]}")
+    star.click()
+    page.wait_for_selector(f"#viewer-star-{order[0]}[aria-pressed=true]")
+    assert Image.objects.get(uuid=order[0]).favourites.filter(user=owner).exists()
+    assert page.js_errors == [] and page.console_errors == []
 
 
 def test_a_collection_opens_its_images_in_the_viewer_in_its_own_order(browser_as, owner, provider):
