@@ -47,10 +47,12 @@ $(TOOLS)/.uv-$(UV_VERSION):
 
 uv: $(TOOLS)/.uv-$(UV_VERSION)
 
+# Quiet: one line per process on the terminal, the rest in DATA_DIR/logs/studio.log
+# (runstudio). The set-up steps say nothing unless something is wrong.
 run: install
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py collectstatic --noinput --verbosity 0
-	exec $(PY) manage.py runstudio
+	@LOG_LEVEL=WARNING $(PY) manage.py migrate --noinput --verbosity 0
+	@LOG_LEVEL=WARNING $(PY) manage.py collectstatic --noinput --verbosity 0
+	@LOG_LEVEL=WARNING exec $(PY) manage.py runstudio --log-level $(or $(LOG_LEVEL),INFO)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

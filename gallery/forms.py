@@ -120,15 +120,32 @@ class PreferencesForm(forms.ModelForm):
 class CollectionForm(forms.Form):
     name = forms.CharField(max_length=100)
 
-    def __init__(self, *args: Any, owner: AbstractBaseUser, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        owner: AbstractBaseUser,
+        renaming: Collection | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.owner = owner
+        # Renaming a collection to its own name (or a change of case) is not a clash.
+        self.renaming = renaming
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
-        if Collection.objects.filter(owner=self.owner, name=name).exists():
+        others = Collection.objects.filter(owner=self.owner, name=name)
+        if self.renaming is not None:
+            others = others.exclude(pk=self.renaming.pk)
+        if others.exists():
             raise forms.ValidationError("You already have a collection with this name.")
         return name
+
+
+class CollectionItemForm(forms.Form):
+    """The image a collection's move and cover buttons post."""
+
+    image = forms.UUIDField()
 
 
 class BulkForm(forms.Form):

@@ -54,6 +54,11 @@ class Collection(models.Model):
     name = models.CharField(max_length=100)
     created_at = models.DateTimeField(auto_now_add=True)
     images = models.ManyToManyField(Image, through="CollectionItem", related_name="collections")
+    # The owner's pick for the collections list; without one (or once the image is gone)
+    # the list shows the first image in the collection's order.
+    cover = models.ForeignKey(
+        Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ("name", "id")
@@ -69,8 +74,12 @@ class CollectionItem(models.Model):
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="items")
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="collection_items")
     added_at = models.DateTimeField(auto_now_add=True)
+    # The owner's order (move up/down); new images go last. Ties (none are written, but
+    # a concurrent add could make one) fall back to the id.
+    position = models.PositiveIntegerField(default=0)
 
     class Meta:
+        ordering = ("position", "id")
         constraints = [
             # Also the index the gallery's collection filter joins through.
             models.UniqueConstraint(fields=["collection", "image"], name="collection_item_unique"),

@@ -26,9 +26,10 @@ from django.db.models import (
     QuerySet,
     Subquery,
 )
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from gallery.models import Collection, Favourite, Preferences, Report
+from gallery.models import Collection, CollectionItem, Favourite, Preferences, Report
 from generator.models import PROMPT_SEARCH_CONFIG, Generation, Image
 from generator.selectors import images_visible_to
 
@@ -302,6 +303,41 @@ def images_by_uuid(*, viewer: AbstractBaseUser, uuids: list[UUID]) -> QuerySet[I
 
 def collections_of(*, owner: AbstractBaseUser) -> QuerySet[Collection]:
     return Collection.objects.filter(owner=owner).order_by("name", "id")
+
+
+def collection_of(*, owner: AbstractBaseUser, uuid: UUID) -> Collection | None:
+    """One of `owner`'s collections; nobody else's (collections are private)."""
+    return Collection.objects.filter(owner=owner, uuid=uuid).first()
+
+
+def collections_with_covers(*, owner: AbstractBaseUser) -> QuerySet[Collection]:
+    """The collections list: each with its size and the thumbnail of its cover (the
+    chosen one, or else the first image in its order), both counting only images the
+    owner may still see: one query whatever the number of collections."""
+    visible = images_visible_to(owner)
+    items = CollectionItem.objects.filter(collection=OuterRef("pk"), image__in=visible)
+    first = items.order_by("position", "id").values("image__thumbnail")[:1]
+    chosen = items.filter(image=OuterRef("cover_id")).values("image__thumbnail")[:1]
+    size = items.order_by().values("collection").annotate(n=Count("id")).values("n")[:1]
+    return collections_of(owner=owner).annotate(
+        cover_thumbnail=Coalesce(Subquery(chosen), Subquery(first)),
+        size=Coalesce(Subquery(size), 0),
+    )
+
+
+def collection_images(*, viewer: AbstractBaseUser, collection: Collection) -> QuerySet[Image]:
+    """The images of `collection` that `viewer` may see, in the collection's order."""
+    item = CollectionItem.objects.filter(collection=collection, image=OuterRef("pk"))
+    return (
+        images_visible_to(viewer)
+        .filter(Exists(item))
+        .annotate(
+            position=Subquery(item.values("position")[:1]),
+            is_favourite=Exists(Favourite.objects.filter(user=viewer, image=OuterRef("pk"))),
+        )
+        .select_related("generation__owner")
+        .order_by("position", "id")
+    )
 
 
 def moderation_queue(*, state: str = "held") -> QuerySet[Image]:

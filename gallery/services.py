@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Max
 from django.urls import reverse
 from django.utils import timezone
 
@@ -58,14 +59,61 @@ def collection_delete(*, collection: Collection) -> None:
     collection.delete()
 
 
+def collection_rename(*, collection: Collection, name: str) -> Collection:
+    """Precondition: the name is validated and unused by the owner (CollectionForm)."""
+    collection.name = name.strip()
+    collection.save(update_fields=["name"])
+    return collection
+
+
+@transaction.atomic
 def collection_add(*, collection: Collection, images: Iterable[Image]) -> int:
-    items = [CollectionItem(collection=collection, image=image) for image in images]
-    created = CollectionItem.objects.bulk_create(items, ignore_conflicts=True)
-    return len(created)
+    """Add `images` after the collection's last one, in the order given; images already
+    in it keep their place. Returns how many were added."""
+    # The collection's row is locked so that two adds at once do not share positions.
+    Collection.objects.select_for_update().filter(pk=collection.pk).first()
+    present = set(collection.items.values_list("image_id", flat=True))
+    last = collection.items.aggregate(last=Max("position"))["last"] or 0
+    new = [image for image in dict.fromkeys(images) if image.pk not in present]
+    items = [
+        CollectionItem(collection=collection, image=image, position=last + offset)
+        for offset, image in enumerate(new, start=1)
+    ]
+    CollectionItem.objects.bulk_create(items, ignore_conflicts=True)
+    return len(items)
+
+
+@transaction.atomic
+def collection_move(*, collection: Collection, image: Image, by: int) -> bool:
+    """Move `image` `by` places in the collection's order (-1: up, 1: down); False when
+    it is not in the collection or already at that end. The whole order is written
+    again as 1, 2, 3…, which also mends ties a concurrent add may have left."""
+    Collection.objects.select_for_update().filter(pk=collection.pk).first()
+    items = list(collection.items.order_by("position", "id"))
+    index = next((i for i, item in enumerate(items) if item.image_id == image.pk), None)
+    if index is None or not 0 <= index + by < len(items):
+        return False
+    items.insert(index + by, items.pop(index))
+    changed = []
+    for position, item in enumerate(items, start=1):
+        if item.position != position:
+            item.position = position
+            changed.append(item)
+    CollectionItem.objects.bulk_update(changed, ["position"])
+    return True
+
+
+def collection_cover_set(*, collection: Collection, image: Image | None) -> None:
+    """Precondition: `image` is in the collection (or None: back to the first image)."""
+    collection.cover = image
+    collection.save(update_fields=["cover"])
 
 
 def collection_remove(*, collection: Collection, images: Iterable[Image]) -> int:
+    images = list(images)
     deleted, _ = CollectionItem.objects.filter(collection=collection, image__in=images).delete()
+    # A cover taken out of the collection stops being its cover.
+    Collection.objects.filter(pk=collection.pk, cover__in=images).update(cover=None)
     return deleted
 
 

@@ -10,6 +10,18 @@ urlpatterns = [
     path("gallery/", views.gallery, name="index"),
     path("gallery/bulk/", views.bulk, name="bulk"),
     path("gallery/collections/", views.collections, name="collections"),
+    path("gallery/collections/<uuid:uuid>/", views.collection_detail, name="collection"),
+    path(
+        "gallery/collections/<uuid:uuid>/rename/",
+        views.collection_rename,
+        name="collection_rename",
+    ),
+    path("gallery/collections/<uuid:uuid>/move/", views.collection_move, name="collection_move"),
+    path(
+        "gallery/collections/<uuid:uuid>/cover/",
+        views.collection_cover,
+        name="collection_cover",
+    ),
     path(
         "gallery/collections/<uuid:uuid>/delete/",
         views.collection_delete,

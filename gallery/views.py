@@ -6,9 +6,8 @@ from uuid import UUID
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -18,7 +17,13 @@ from django.views.decorators.vary import vary_on_headers
 from accounts import rules
 from gallery import selectors, services
 from gallery.downloads import download_name, image_download_bytes, images_zip
-from gallery.forms import BulkForm, CollectionForm, FilterForm, PreferencesForm
+from gallery.forms import (
+    BulkForm,
+    CollectionForm,
+    CollectionItemForm,
+    FilterForm,
+    PreferencesForm,
+)
 from gallery.models import Collection
 from generator.models import Image
 from generator.services import generation_visibility_set
@@ -136,6 +141,7 @@ def image_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
         "image_to_image_model": IMAGE_TO_IMAGE_MODEL,
         "params": sorted(generation.params.items()),
         "urls": _card_urls(),
+        "collections": form.collections.values(),
     }
     if request.GET.get("part") == "viewer":
         context["viewer"] = True
@@ -163,11 +169,10 @@ def image_star(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
     starred = not image.is_favourite
     services.favourite_set(user=request.user, images=[image], starred=starred)
     if request.htmx:
-        return render(
-            request,
-            "gallery/index.html#star-button",
-            {"image": image, "starred": starred, "urls": _card_urls()},
-        )
+        # The viewer's star button has ids of its own (the grid's twin is on the page).
+        context = {"image": image, "starred": starred, "urls": _card_urls()}
+        context["viewer"] = request.GET.get("in") == "viewer"
+        return render(request, "gallery/index.html#star-button", context)
     return see_other(_safe_next(request, reverse("gallery:image", args=[image.uuid])))
 
 
@@ -229,15 +234,106 @@ def collections(request: HttpRequest) -> HttpResponse:
         return see_other(reverse("gallery:collections"))
     context = {
         "form": form,
-        "collections": selectors.collections_of(owner=request.user).annotate(size=Count("items")),
+        "collections": selectors.collections_with_covers(owner=request.user),
     }
     return render(request, "gallery/collections.html", context, status=400 if form.errors else 200)
+
+
+def _get_collection(request: HttpRequest, uuid: UUID) -> Collection:
+    """One of the viewer's own collections; 404 for anyone else's, which stay private."""
+    collection = selectors.collection_of(owner=request.user, uuid=uuid)
+    if collection is None:
+        raise Http404("No such collection")
+    return collection
+
+
+def _collection_context(
+    request: HttpRequest, collection: Collection, rename_form: CollectionForm | None = None
+) -> dict[str, Any]:
+    images = list(selectors.collection_images(viewer=request.user, collection=collection))
+    return {
+        "collection": collection,
+        "images": images,
+        "cover": next((i for i in images if i.pk == collection.cover_id), None),
+        "rename_form": rename_form
+        or CollectionForm(initial={"name": collection.name}, owner=request.user),
+        "urls": _card_urls(),
+        # The image pages the viewer opens keep to this collection (their ←/→ links).
+        "filter_query": f"?collection={collection.uuid}",
+    }
+
+
+@require_GET
+@login_required
+def collection_detail(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    collection = _get_collection(request, uuid)
+    return render(request, "gallery/collection.html", _collection_context(request, collection))
+
+
+@require_POST
+@login_required
+def collection_rename(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    collection = _get_collection(request, uuid)
+    form = CollectionForm(request.POST, owner=request.user, renaming=collection)
+    if not form.is_valid():
+        context = _collection_context(request, collection, rename_form=form)
+        return render(request, "gallery/collection.html", context, status=400)
+    services.collection_rename(collection=collection, name=form.cleaned_data["name"])
+    messages.success(request, f"Renamed to {collection.name}.")
+    return see_other(reverse("gallery:collection", args=[collection.uuid]))
+
+
+def _posted_item(request: HttpRequest, collection: Collection) -> Image | None:
+    """The image named by the post's `image`, if it is in the collection and visible."""
+    form = CollectionItemForm(request.POST)
+    if not form.is_valid():
+        return None
+    images = selectors.collection_images(viewer=request.user, collection=collection)
+    return images.filter(uuid=form.cleaned_data["image"]).first()
+
+
+@require_POST
+@login_required
+def collection_move(request: HtmxHttpRequest, uuid: UUID) -> HttpResponse:
+    """Move one image up or down the collection's order; with htmx the grid is swapped
+    in place (the pressed button keeps focus: its id follows the image)."""
+    collection = _get_collection(request, uuid)
+    image = _posted_item(request, collection)
+    direction = request.POST.get("direction")
+    if image is None or direction not in ("up", "down"):
+        # With htmx the unchanged grid is the answer; a message would wait for the next page.
+        if not request.htmx:
+            messages.error(request, "That image is not in this collection.")
+    else:
+        services.collection_move(
+            collection=collection, image=image, by=-1 if direction == "up" else 1
+        )
+    if request.htmx:
+        context = _collection_context(request, collection)
+        return render(request, "gallery/collection.html#collection-items", context)
+    return see_other(reverse("gallery:collection", args=[collection.uuid]))
+
+
+@require_POST
+@login_required
+def collection_cover(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """Make one image the collection's cover; an empty `image` goes back to the first."""
+    collection = _get_collection(request, uuid)
+    if not request.POST.get("image"):
+        services.collection_cover_set(collection=collection, image=None)
+        messages.success(request, "The cover is the first image again.")
+    elif (image := _posted_item(request, collection)) is None:
+        messages.error(request, "That image is not in this collection.")
+    else:
+        services.collection_cover_set(collection=collection, image=image)
+        messages.success(request, "Cover chosen.")
+    return see_other(reverse("gallery:collection", args=[collection.uuid]))
 
 
 @require_POST
 @login_required
 def collection_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
-    collection = get_object_or_404(Collection, uuid=uuid, owner=request.user)
+    collection = _get_collection(request, uuid)
     services.collection_delete(collection=collection)
     messages.success(request, f"Deleted the collection {collection.name}.")
     return see_other(reverse("gallery:collections"))

@@ -77,3 +77,68 @@ def test_without_javascript_a_tile_is_a_link_to_the_image_page(browser_as, owner
     page.locator("#image-grid .tile-link").first.click()
     page.wait_for_url(f"**/images/{images[0].uuid}/")
     assert page.locator(f"article#image-{images[0].uuid}").count() == 1
+
+
+def open_and_step(page: Any, order: list[str], list_url: str) -> None:
+    """Click the first image of the list on `page`: the viewer opens it, → steps to the
+    second, Esc closes and puts the address back; the second time Back closes it."""
+    page.locator("a[data-viewer]").first.click()
+    page.wait_for_selector(f"#viewer #viewer-{order[0]}")
+    assert page.evaluate("document.getElementById('viewer').open")
+    assert page.url.endswith(f"/images/{order[0]}/") or f"/images/{order[0]}/?" in page.url
+    viewer = page.locator("#viewer")
+    assert viewer.locator(".viewer-position").inner_text() == f"1 of {len(order)}"
+    for fact in ("#image-seed", "#image-author", "#use-as-source", "#download"):
+        assert viewer.locator(fact).count() == 1, fact
+    page.keyboard.press("ArrowRight")
+    page.wait_for_selector(f"#viewer #viewer-{order[1]}")
+    assert f"/images/{order[1]}/" in page.url
+    page.keyboard.press("Escape")
+    page.wait_for_function("!document.getElementById('viewer').open")
+    page.wait_for_function("path => location.pathname + location.search === path", arg=list_url)
+    assert page.evaluate("document.activeElement.matches('a[data-viewer]')")
+    page.locator("a[data-viewer]").nth(1).click()
+    page.wait_for_selector(f"#viewer #viewer-{order[1]}")
+    page.go_back()
+    page.wait_for_function("!document.getElementById('viewer').open")
+    page.wait_for_function("path => location.pathname + location.search === path", arg=list_url)
+    assert page.js_errors == [] and page.console_errors == []
+
+
+def test_the_studio_opens_its_thumbnails_in_the_viewer(browser_as, owner, provider):
+    gallery_of(owner)
+    page = browser_as(owner)
+    page.goto("/")
+    links = page.locator("#generation-list a[data-viewer]")
+    wait_for(lambda: links.count() == 4)
+    order = [link.split("/")[2] for link in links.evaluate_all("l => l.map(a => a.dataset.viewer)")]
+    open_and_step(page, order, "/")
+    # The viewer's actions work over the studio too: the star, for one.
+    links.first.click()
+    star = page.locator(f"#viewer-star-{order[0]}")
+    star.click()
+    page.wait_for_selector(f"#viewer-star-{order[0]}[aria-pressed=true]")
+    assert Image.objects.get(uuid=order[0]).favourites.filter(user=owner).exists()
+    assert page.js_errors == [] and page.console_errors == []
+
+
+def test_a_collection_opens_its_images_in_the_viewer_in_its_own_order(browser_as, owner, provider):
+    from gallery import services as gallery_services
+
+    images = gallery_of(owner)
+    collection = gallery_services.collection_create(owner=owner, name="Harbours")
+    # Oldest first: not the gallery's order, so the viewer must follow the collection's.
+    chosen = [images[3], images[0], images[2]]
+    gallery_services.collection_add(collection=collection, images=chosen)
+    page = browser_as(owner)
+    url = f"/gallery/collections/{collection.uuid}/"
+    page.goto(url)
+    open_and_step(page, [str(image.uuid) for image in chosen], url)
+
+
+def test_without_javascript_a_studio_thumbnail_opens_the_generation(browser_as, owner, provider):
+    images = gallery_of(owner, 1)
+    page = browser_as(owner, javascript=False)
+    page.goto("/")
+    page.locator("#generation-list a[data-viewer]").first.click()
+    page.wait_for_url(f"**/generations/{images[0].generation.uuid}/")

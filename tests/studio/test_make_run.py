@@ -41,6 +41,7 @@ class Studio:
         env.update(DATA_DIR=str(data_dir), PORT=str(self.port), OFFLINE_PROVIDER_LATENCY="0.5")
         env.update(extra_env)
         self.env = env
+        self.data_dir = data_dir
         self.log = data_dir / "make-run.log"
         data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
@@ -62,6 +63,16 @@ class Studio:
                 return False
 
         wait_for(healthy, timeout=120, interval=0.5)
+
+    def wait_serving(self) -> None:
+        """Until make run says it serves; by then /healthz must answer at once."""
+
+        def said() -> bool:
+            assert self.proc.poll() is None, self.log.read_text()[-4000:]
+            return "serving on" in self.log.read_text()
+
+        wait_for(said, timeout=180, interval=0.3)
+        assert requests.get(self.base + "/healthz", timeout=5).status_code == 200
 
     def csrf(self, path: str) -> str:
         page = self.session.get(self.base + path)
@@ -128,7 +139,7 @@ def studio_factory(tmp_path: Path) -> Iterator:
 
 def test_make_run_serves_the_studio_with_the_offline_provider(studio_factory):
     studio = studio_factory()
-    studio.wait_healthy()
+    studio.wait_serving()
     assert "Offline demo provider" in studio.session.get(studio.base + "/accounts/login/").text
 
     assert "New image" in studio.sign_up().text
@@ -166,9 +177,32 @@ def test_make_run_serves_the_studio_with_the_offline_provider(studio_factory):
     assert time.monotonic() - started < 40
     with pytest.raises(requests.ConnectionError):
         requests.get(studio.base + "/healthz", timeout=2)
-    log = studio.log.read_text()
-    assert "offline demo provider" in log
-    assert "offline provider stopped" in log and "studio: stopped" in log
+    # The terminal: one line per process, "serving on" (naming the log) once, "stopped".
+    # (make itself may add that it was interrupted.)
+    lines = [line for line in studio.log.read_text().splitlines() if not line.startswith("make")]
+    logfile = studio.data_dir / "logs" / "studio.log"
+    names = ["offline-provider", "worker-provider", "worker-images", "beat", "web"]
+    assert [line.split(" started ")[0] for line in lines[: len(names)]] == [
+        f"studio: {name}" for name in names
+    ], lines
+    assert "the offline demo provider at http://127.0.0.1:" in lines[0]
+    assert lines[len(names)] == (
+        f"studio: serving on {studio.base}/ (Ctrl-C to stop; logs in {logfile})"
+    )
+    assert lines[len(names) + 1 :] == ["studio: stopped"], lines
+    # Everything else is in the log, line by line under each process's name: Celery's
+    # banners and warnings, gunicorn's and the access log, the provider's last word.
+    log = logfile.read_text()
+    for expected in (
+        "worker-provider | ",
+        "worker-images | ",
+        " ready.",
+        "beat | celery beat v",
+        "web | ",
+        '"GET /healthz HTTP/1.1" 200',
+        "offline-provider | offline provider stopped",
+    ):
+        assert expected in log, expected
 
 
 def test_make_run_with_a_key_uses_the_configured_provider(studio_factory):
@@ -190,6 +224,7 @@ def test_make_run_with_a_key_uses_the_configured_provider(studio_factory):
         assert upstream.generation_calls() == 1
         assert upstream.calls[0]["headers"]["Authorization"] == "Bearer a-real-looking-key"
         studio.stop()
-        assert "offline demo provider" not in studio.log.read_text()
+        output = studio.log.read_text()
+        assert "offline" not in output and "serving on" in output
     finally:
         upstream.stop()

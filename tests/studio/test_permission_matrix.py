@@ -142,6 +142,10 @@ CASES = [
     Case("gallery:report", "GET", read()),
     Case("gallery:report", "POST", read(owner=400, moderator=303), {"reason": "spam"}, note="p"),
     Case("gallery:collection_delete", "POST", only_owner()),
+    Case("gallery:collection", "GET", only_owner(owner=200)),
+    Case("gallery:collection_rename", "POST", only_owner(), {"name": "Renamed"}),
+    Case("gallery:collection_move", "POST", only_owner(), {"direction": "up"}),
+    Case("gallery:collection_cover", "POST", only_owner()),
     Case("accounts:token-revoke", "POST", only_owner()),
     Case("api:generation", "GET", read(anonymous=401)),
     Case("api:generation-cancel", "POST", read(moderator=403, anonymous=401), note="queued"),
@@ -175,6 +179,10 @@ def url_for(case: Case, objects: Objects) -> str:
         "gallery:star": [objects.image.uuid],
         "gallery:report": [objects.image.uuid],
         "gallery:collection_delete": [objects.collection.uuid],
+        "gallery:collection": [objects.collection.uuid],
+        "gallery:collection_rename": [objects.collection.uuid],
+        "gallery:collection_move": [objects.collection.uuid],
+        "gallery:collection_cover": [objects.collection.uuid],
         "accounts:token-revoke": [objects.token.uuid],
         "api:generation": [objects.generation.uuid],
         "api:generation-cancel": [objects.queued.uuid],
@@ -212,7 +220,7 @@ def _assert_unchanged(objects: Objects) -> None:
     generation = Generation.objects.get(pk=objects.generation.pk)
     assert generation.visibility == "private"
     assert not Report.objects.exists()
-    assert Collection.objects.filter(pk=objects.collection.pk).exists()
+    assert Collection.objects.get(pk=objects.collection.pk).name == "Board"
     assert ApiToken.objects.get(pk=objects.token.pk).revoked_at is None
     assert Generation.objects.count() == 3
     assert Generation.objects.get(pk=objects.queued.pk).status == "queued"
