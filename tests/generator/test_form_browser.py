@@ -90,7 +90,7 @@ def test_ctrl_enter_submits_and_the_new_card_comes_into_view(browser_as, owner):
         "el => { const r = el.getBoundingClientRect(); return r.top >= 0 && r.top < innerHeight; }"
     )
     wait_for(lambda: card.evaluate(in_view), timeout=10)
-    assert page.js_errors == []
+    assert page.js_errors == [] and page.console_errors == []
 
 
 def test_history_opens_from_the_keyboard_and_filters(browser_as, owner, outsider):
@@ -168,7 +168,7 @@ def test_saved_defaults_are_used_on_the_next_visit_and_reset(browser_as, owner):
     assert page.locator("input[name=num_inference_steps]").input_value() == str(steps)
     page.goto("/")
     assert page.locator("select[name=model]").input_value() == "flux-realism"
-    assert page.js_errors == []
+    assert page.js_errors == [] and page.console_errors == []
 
 
 def test_saving_defaults_works_without_javascript(browser_as, owner):
@@ -201,7 +201,7 @@ def test_a_pasted_image_becomes_the_starting_image_with_its_own_aspect(browser_a
     page.locator("#generation-list li.card").first.wait_for()
     generation = wait_for(lambda: Generation.objects.filter(model=I2I).first())
     assert generation.source_file and generation.prompt == "The same scene in winter"
-    assert page.js_errors == []
+    assert page.js_errors == [] and page.console_errors == []
 
 
 def test_a_dropped_image_without_parameters_is_the_starting_image(browser_as, owner):
@@ -220,7 +220,7 @@ def test_a_dropped_image_without_parameters_is_the_starting_image(browser_as, ow
     )
     page.locator("#drop-preview figcaption", has_text="wide.png · 400×100").wait_for()
     assert page.locator("#drop-error").is_hidden()
-    assert page.js_errors == []
+    assert page.js_errors == [] and page.console_errors == []
 
 
 def test_a_dropped_png_download_fills_the_form(browser_as, owner):
@@ -240,7 +240,7 @@ def test_a_dropped_png_download_fills_the_form(browser_as, owner):
     assert page.locator("input[name=num_inference_steps]").input_value() == "33"
     assert page.locator("input[name=guidance_scale]").input_value() == "6.5"
     assert page.locator("input[name=seed]").input_value() == "4242"
-    assert page.js_errors == []
+    assert page.js_errors == [] and page.console_errors == []
 
 
 def test_a_chosen_jpeg_download_fills_the_form_and_starts_from_it(browser_as, owner):
@@ -265,7 +265,7 @@ def test_a_chosen_jpeg_download_fills_the_form_and_starts_from_it(browser_as, ow
     wait_for(lambda: file_input.evaluate("el => el.files.length") == 1, timeout=10)
     assert file_input.evaluate("el => el.files[0].type") == "image/jpeg"
     path.unlink()
-    assert page.js_errors == []
+    assert page.js_errors == [] and page.console_errors == []
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -293,4 +293,4 @@ def test_screenshots_of_the_form(browser_as, owner, scheme, viewport):
     page.locator("#drop-preview img").wait_for()
     page.locator("#drop-preview").scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / f"{name}-preview.png"))
-    assert page.js_errors == []
+    assert page.js_errors == [] and page.console_errors == []
