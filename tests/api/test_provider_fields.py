@@ -36,7 +36,9 @@ def answer_for(owner: Any, model_id: str, **params: Any) -> tuple[dict[str, Any]
     generation = run_steps(generation)
     assert generation.status == "succeeded", generation.error
     request = RequestFactory().get("/v1/images/generations")
-    return json.loads(json.dumps(answer_json(request, generation))), generation
+    return json.loads(
+        json.dumps(answer_json(request, generation, generation.owner, None))
+    ), generation
 
 
 def test_imagen_3_keeps_mime_type_and_its_enhanced_prompt(owner, provider):
@@ -113,6 +115,6 @@ def test_the_studios_own_fields_are_never_replaced_by_the_providers(owner, provi
     )
     generation.refresh_from_db()
     request = RequestFactory().get("/")
-    again = answer_json(request, generation)
+    again = answer_json(request, generation, generation.owner, None)
     assert again["data"][0]["url"] == answer["data"][0]["url"]
     assert again["images"][0]["width"] == 512 and again["images"][0]["seed"] == 5
