@@ -34,10 +34,15 @@ from accounts.tokens import api_token_authenticate, bearer_token
 from api.schema import STUDIO_FIELDS, model_schema, type_error
 from generator import services
 from generator.forms import generation_form
-from generator.models import Generation
+from generator.models import Generation, ProviderCall
 from generator.policy import prompt_blocked_record
 from generator.registry import CUSTOM_SIZE, MODELS, ModelSpec, get_model
-from generator.selectors import generation_images_for, generations_visible_to
+from generator.selectors import (
+    generation_cost,
+    generation_images_for,
+    generations_visible_to,
+    usd_text,
+)
 from studio.http import flat_error, gateway_status, unauthorized
 
 GENERATIONS_PATH = "/v1/images/generations"
@@ -379,7 +384,15 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
     data = await sync_to_async(answer_json)(request, current)
     response = JsonResponse(data, status=200)
     response["Location"] = location
+    await sync_to_async(_usd_spent_header)(response, current)
     return response
+
+
+def _usd_spent_header(response: HttpResponse, generation: Generation) -> None:
+    # What the provider charged, passed on as it reports it, when it did.
+    usd, source = generation_cost(generation)
+    if source == "provider":
+        response["x-aimlapi-usd-spent"] = usd_text(usd)
 
 
 def _media_url(request: HttpRequest, name: str) -> str:
@@ -428,6 +441,11 @@ def answer_json(request: HttpRequest, generation: Generation) -> dict[str, Any]:
 # --- GET /v1/generations/<uuid> ------------------------------------------------------
 
 
+def _cost_json(generation: Generation) -> dict[str, Any]:
+    usd, source = generation_cost(generation)
+    return {"usd": float(usd), "source": source}
+
+
 def generation_json(request: HttpRequest, generation_id: int, viewer: Any) -> dict[str, Any]:
     generation = Generation.objects.prefetch_related("images").get(pk=generation_id)
     return {
@@ -440,6 +458,16 @@ def generation_json(request: HttpRequest, generation_id: int, viewer: Any) -> di
         "seed": int(generation.seed) if generation.seed.isdigit() else None,
         "timings": generation.timings or {},
         "attempts": generation.attempts,
+        "cost": _cost_json(generation),
+        # The images of a batch that did not come back (each is its own call).
+        "failures": [
+            {
+                "index": call.index,
+                "seed": int(call.seed) if call.seed.isdigit() else None,
+                "error": call.error,
+            }
+            for call in generation.calls.filter(status=ProviderCall.Status.FAILED)
+        ],
         "created_at": generation.created_at.isoformat(),
         "finished_at": generation.finished_at.isoformat() if generation.finished_at else None,
         "url": request.build_absolute_uri(reverse("generator:detail", args=[generation.uuid])),
@@ -472,4 +500,6 @@ def generation_detail(request: HttpRequest, ident: str) -> HttpResponse:
     generation = generations_visible_to(user).filter(uuid=uuid).only("pk").first()
     if generation is None:
         return api_error(404, f"Generation {uuid} not found", path)
-    return JsonResponse(generation_json(request, generation.pk, user))
+    response = JsonResponse(generation_json(request, generation.pk, user))
+    _usd_spent_header(response, generation)
+    return response

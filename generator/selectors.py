@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from accounts.rules import is_active, may_moderate, may_see_image
-from generator.models import Generation, Image, ModelSetting
+from generator.models import CostEntry, Generation, Image, ModelSetting
 from generator.registry import MODELS
 
 
@@ -83,3 +85,23 @@ def enabled_model_ids() -> frozenset[str]:
     return frozenset(
         spec.id for spec in MODELS.values() if chosen.get(spec.id, not spec.deprecated)
     )
+
+
+def generation_cost(generation: Generation) -> tuple[Decimal, str]:
+    """What the generation cost and where the figure comes from: "provider" when the
+    provider said what it charged for every paid call, else "estimate" (the ledger's
+    list-price estimate, or while nothing is paid yet the submission estimate; a
+    failure nothing was paid for costs 0)."""
+    entry = CostEntry.objects.filter(generation=generation).first()
+    if entry is not None:
+        return entry.usd, entry.source
+    if generation.status == Generation.Status.FAILED:
+        return Decimal(0), "estimate"
+    return generation.estimated_usd, "estimate"
+
+
+def usd_text(amount: Decimal) -> str:
+    """An amount as the provider writes it in x-aimlapi-usd-spent: plain digits, no
+    trailing zeros ("0.0421")."""
+    text = f"{amount:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from decimal import Decimal
 from types import FrameType
 
 from .provider import OfflineProvider
+from .rules import MODELS
 
 
 def _fraction(value: str) -> float:
@@ -47,7 +49,29 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--url-ttl", type=float, default=None, help="image URL lifetime")
     parser.add_argument("--fail-rate", type=_fraction, default=0.0)
     parser.add_argument("--fail-status", type=int, default=500)
+    parser.add_argument(
+        "--price",
+        type=_price,
+        action="append",
+        default=[],
+        metavar="MODEL=USD",
+        help="charge USD per image of MODEL instead of the built-in price table (repeatable). "
+        "Every successful answer reports its cost the way the real API does, in the "
+        "x-aimlapi-usd-spent (price x images) and x-aimlapi-credits-used headers, and "
+        "echoes the client's X-Client-Request-Id header (on errors too)",
+    )
     return parser
+
+
+def _price(value: str) -> tuple[str, str]:
+    model, sep, usd = value.partition("=")
+    try:
+        amount = Decimal(usd)
+    except ArithmeticError:
+        amount = Decimal(-1)
+    if not sep or model not in MODELS or not amount.is_finite() or amount < 0:
+        raise argparse.ArgumentTypeError("must be MODEL=USD with a known model and an amount")
+    return model, usd
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             url_ttl=args.url_ttl,
             fail_rate=args.fail_rate,
             fail_status=args.fail_status,
+            prices=dict(args.price),
             log_requests=True,
         )
     except OSError as exc:

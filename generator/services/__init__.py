@@ -12,7 +12,14 @@ Callers import the services from here; the modules are how the code is kept apar
 
 from __future__ import annotations
 
-from generator.services.call import _save_provider_result, cost_entry_record, generation_call
+from generator.services.call import (
+    _save_provider_result,
+    cost_entry_record,
+    cost_entry_sync,
+    failures_note,
+    generation_call,
+    splits_per_image,
+)
 from generator.services.claims import (
     RetryLater,
     RetryPolicy,
@@ -49,7 +56,9 @@ __all__ = [
     "_save_provider_result",
     "budget_limit_reason",
     "cost_entry_record",
+    "cost_entry_sync",
     "default_policy",
+    "failures_note",
     "fair_priority",
     "generation_call",
     "generation_create",
@@ -66,4 +75,5 @@ __all__ = [
     "reference_token",
     "reference_unsign",
     "retry_delay",
+    "splits_per_image",
 ]

@@ -75,7 +75,8 @@ def month_spend(*, owner: AbstractBaseUser | None = None) -> Decimal:
     if owner is not None:
         generations = generations.filter(owner=owner)
     total = generations.exclude(status=Status.FAILED, cost__isnull=True).aggregate(
-        total=Sum(Coalesce("cost__estimated_usd", "estimated_usd"))
+        # The provider's own figure first: what it charged, when it said.
+        total=Sum(Coalesce("cost__provider_usd", "cost__estimated_usd", "estimated_usd"))
     )["total"]
     return total or Decimal(0)
 

@@ -93,7 +93,18 @@ def assert_nothing_lost_or_duplicated(
         folder = Path(settings.MEDIA_ROOT) / "generations" / str(generation.uuid)
         found = {entry.name for entry in folder.iterdir()} if folder.exists() else set()
         assert found == expected, "no stray or missing files"
-        assert provider_calls(provider, generation) <= generation.attempts + rate_limited
+        # Nothing paid twice: each call (one per image) was sent at most once per
+        # attempt it counted, and only a kill mid-call costs an attempt without an answer.
+        calls = list(generation.calls.all())
+        assert provider_calls(provider, generation) <= (
+            sum(call.attempts for call in calls) + rate_limited
+        )
+        for call in calls:
+            sent = sum(
+                1 for c in provider.calls
+                if c["headers"].get("X-Client-Request-Id") == call.request_id
+            )  # fmt: skip
+            assert sent <= call.attempts + rate_limited
 
 
 def kill_pool_child(node: ChaosNode) -> int:
