@@ -30,11 +30,22 @@ def _success_status(value: str) -> int:
     return int(value)
 
 
+EPILOG = """\
+cost and request ids, as the real API reports them:
+  every successful answer carries x-aimlapi-usd-spent (the model's price per image
+  from the built-in table, or --price, times the images) and x-aimlapi-credits-used;
+  a refusal costs nothing and carries neither. The client's X-Client-Request-Id
+  header is echoed back on every answer, errors included.
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m offline_provider",
         description="Serve a local stand-in for POST /v1/images/generations "
         "until Ctrl-C or SIGTERM.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001, help="0 picks a free port")
@@ -55,10 +66,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="MODEL=USD",
-        help="charge USD per image of MODEL instead of the built-in price table (repeatable). "
-        "Every successful answer reports its cost the way the real API does, in the "
-        "x-aimlapi-usd-spent (price x images) and x-aimlapi-credits-used headers, and "
-        "echoes the client's X-Client-Request-Id header (on errors too)",
+        help="charge USD per image of MODEL instead of the built-in price table "
+        "(repeatable; see below)",
     )
     return parser
 
