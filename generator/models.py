@@ -248,6 +248,14 @@ class CostEntry(models.Model):
         return self.provider_usd if self.provider_usd is not None else self.estimated_usd
 
     @property
+    def provider_usd_text(self) -> str:
+        """The provider's figure as it wrote it: no trailing zeros ("0.0421")."""
+        if self.provider_usd is None:
+            return ""
+        text = f"{self.provider_usd:f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+
+    @property
     def source(self) -> str:
         return "provider" if self.provider_usd is not None else "estimate"
 
