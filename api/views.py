@@ -34,14 +34,13 @@ from accounts.tokens import api_token_authenticate, bearer_token
 from api.schema import STUDIO_FIELDS, model_schema, type_error
 from generator import services
 from generator.forms import generation_form
-from generator.models import Generation, ProviderCall
+from generator.models import Generation, ProviderCall, usd_text
 from generator.policy import prompt_blocked_record
 from generator.registry import CUSTOM_SIZE, MODELS, ModelSpec, get_model
 from generator.selectors import (
     generation_cost,
     generation_images_for,
     generations_visible_to,
-    usd_text,
 )
 from studio.http import flat_error, gateway_status, unauthorized
 
@@ -384,8 +383,16 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
     data = await sync_to_async(answer_json)(request, current)
     response = JsonResponse(data, status=200)
     response["Location"] = location
-    await sync_to_async(_usd_spent_header)(response, current)
+    await sync_to_async(_bounded_usd_spent_header)(response, current)
     return response
+
+
+def _bounded_usd_spent_header(response: HttpResponse, generation: Generation) -> None:
+    with _DB_SLOTS:
+        try:
+            _usd_spent_header(response, generation)
+        finally:
+            _release_connection()
 
 
 def _usd_spent_header(response: HttpResponse, generation: Generation) -> None:

@@ -210,6 +210,13 @@ class Image(models.Model):
         return {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}[self.format]
 
 
+def usd_text(amount: Decimal) -> str:
+    """An amount as the provider writes it in x-aimlapi-usd-spent: plain digits, no
+    trailing zeros ("0.0421")."""
+    text = f"{amount:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 class CostEntry(models.Model):
     """What one generation cost: the studio's estimate and the provider's own figure.
 
@@ -250,10 +257,7 @@ class CostEntry(models.Model):
     @property
     def provider_usd_text(self) -> str:
         """The provider's figure as it wrote it: no trailing zeros ("0.0421")."""
-        if self.provider_usd is None:
-            return ""
-        text = f"{self.provider_usd:f}"
-        return text.rstrip("0").rstrip(".") if "." in text else text
+        return "" if self.provider_usd is None else usd_text(self.provider_usd)
 
     @property
     def source(self) -> str:

@@ -98,10 +98,3 @@ def generation_cost(generation: Generation) -> tuple[Decimal, str]:
     if generation.status == Generation.Status.FAILED:
         return Decimal(0), "estimate"
     return generation.estimated_usd, "estimate"
-
-
-def usd_text(amount: Decimal) -> str:
-    """An amount as the provider writes it in x-aimlapi-usd-spent: plain digits, no
-    trailing zeros ("0.0421")."""
-    text = f"{amount:f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
