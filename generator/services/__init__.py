@@ -4,8 +4,9 @@ The pipeline is `generation_create` (web, `creating`) → `generation_call` (pro
 queue, `call`) → `generation_mirror` (images queue, `mirror`), with
 `generation_sweep` (`claims`) re-sending whatever a lost message or a dead worker
 left behind. Each step claims the generation with one conditional UPDATE, so a
-message delivered twice does the work once. `references` sends the starting image of
-an image-to-image request.
+message delivered twice does the work once; a batch's calls each keep an attempt
+record (ProviderCall), and `ledger` turns them into the generation's cost.
+`references` sends the starting image of an image-to-image request.
 
 Callers import the services from here; the modules are how the code is kept apart.
 """
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 from generator.services.call import (
     _save_provider_result,
-    cost_entry_record,
-    cost_entry_sync,
     failures_note,
     generation_call,
     splits_per_image,
@@ -39,6 +38,7 @@ from generator.services.creating import (
     month_spend,
     month_start,
 )
+from generator.services.ledger import cost_entry_record, cost_entry_sync
 from generator.services.mirror import generation_mirror
 from generator.services.references import (
     REFERENCE_SALT,
