@@ -77,6 +77,27 @@ GENERATION = {
         "seed": {"type": ["integer", "null"]},
         "timings": {"type": "object"},
         "attempts": {"type": "integer"},
+        "cost": {
+            "type": "object",
+            "description": "What it cost in USD: the provider's own figure (its "
+            "x-aimlapi-usd-spent) when it gave one, else the studio's estimate.",
+            "properties": {
+                "usd": {"type": "number"},
+                "source": {"type": "string", "enum": ["provider", "estimate"]},
+            },
+        },
+        "failures": {
+            "type": "array",
+            "description": "Images of the batch that did not come back, and why.",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer"},
+                    "seed": {"type": ["integer", "null"]},
+                    "error": {"type": "string"},
+                },
+            },
+        },
         "created_at": {"type": "string"},
         "finished_at": {"type": ["string", "null"]},
         "url": {"type": "string"},

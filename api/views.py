@@ -49,10 +49,14 @@ from api.schema import STUDIO_FIELDS, model_schema, type_error
 from generator import services
 from generator.forms import generation_form
 from generator.media_links import MEDIA_LINK_PARAM, media_link_sign
-from generator.models import Generation, Image
+from generator.models import Generation, Image, ProviderCall, usd_text
 from generator.policy import prompt_blocked_record
 from generator.registry import CUSTOM_SIZE, DEFAULT_MODEL, MODELS, ModelSpec, get_model
-from generator.selectors import generation_images_for, generations_visible_to
+from generator.selectors import (
+    generation_cost,
+    generation_images_for,
+    generations_visible_to,
+)
 from generator.services.key_refused import KEY_REFUSED_STATUSES, KEY_REFUSED_TEXT
 from studio.http import flat_error, gateway_status, unauthorized
 
@@ -556,9 +560,25 @@ async def generation_answer(
         data = await sync_to_async(answer_json)(request, current, user, token_id)
         response = JsonResponse(data, status=200)
         response["Location"] = location
+        await sync_to_async(_bounded_usd_spent_header)(response, current)
     for name, value in replay_headers.items():
         response[name.replace("_", "-")] = value
     return response
+
+
+def _bounded_usd_spent_header(response: HttpResponse, generation: Generation) -> None:
+    with _DB_SLOTS:
+        try:
+            _usd_spent_header(response, generation)
+        finally:
+            _release_connection()
+
+
+def _usd_spent_header(response: HttpResponse, generation: Generation) -> None:
+    # What the provider charged, passed on as it reports it, when it did.
+    usd, source = generation_cost(generation)
+    if source == "provider":
+        response["x-aimlapi-usd-spent"] = usd_text(usd)
 
 
 def _media_url(
@@ -624,6 +644,11 @@ def answer_json(
 # --- GET /v1/generations/<uuid> ------------------------------------------------------
 
 
+def _cost_json(generation: Generation) -> dict[str, Any]:
+    usd, source = generation_cost(generation)
+    return {"usd": float(usd), "source": source}
+
+
 def generation_json(
     request: HttpRequest, generation_id: int, viewer: Any, token_id: int | None
 ) -> dict[str, Any]:
@@ -646,6 +671,16 @@ def generation_json(
         "seed": int(generation.seed) if generation.seed.isdigit() else None,
         "timings": generation.timings or {},
         "attempts": generation.attempts,
+        "cost": _cost_json(generation),
+        # The images of a batch that did not come back (each is its own call).
+        "failures": [
+            {
+                "index": call.index,
+                "seed": int(call.seed) if call.seed.isdigit() else None,
+                "error": call.error,
+            }
+            for call in generation.calls.filter(status=ProviderCall.Status.FAILED)
+        ],
         "created_at": generation.created_at.isoformat(),
         "finished_at": generation.finished_at.isoformat() if generation.finished_at else None,
         "url": request.build_absolute_uri(reverse("generator:detail", args=[generation.uuid])),
@@ -684,7 +719,9 @@ def generation_detail(request: HttpRequest, ident: str) -> HttpResponse:
     generation = generations_visible_to(user).filter(uuid=uuid).only("pk").first()
     if generation is None:
         return api_error(404, f"Generation {uuid} not found", path)
-    return JsonResponse(generation_json(request, generation.pk, user, token_id))
+    response = JsonResponse(generation_json(request, generation.pk, user, token_id))
+    _usd_spent_header(response, generation)
+    return response
 
 
 # --- POST /v1/generations/<uuid>/cancel ----------------------------------------------

@@ -54,8 +54,10 @@ def parameters_text(image: Image) -> str:
     for name, label in A1111_NAMES.items():
         if params.get(name) is not None:
             fields.append((label, params[name]))
-    if generation.seed:
-        fields.append(("Seed", generation.seed))
+    # The image's own seed: each image of a batch was drawn with its own.
+    seed = image.seed or generation.seed
+    if seed:
+        fields.append(("Seed", seed))
     fields.append(("Size", f"{image.width}x{image.height}"))
     fields.append(("Model", generation.model))
     for name, value in params.items():

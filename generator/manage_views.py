@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
+from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -26,6 +27,9 @@ from generator.models import BlockedTerm, CostEntry
 from generator.registry import MODELS, get_model
 from studio.http import see_other
 
+# What an entry cost: the provider's own figure when it gave one, else the estimate.
+SPENT = Coalesce("provider_usd", "estimated_usd")
+
 
 @require_GET
 @login_required
@@ -35,7 +39,14 @@ def usage(request: HttpRequest) -> HttpResponse:
     mine = (
         CostEntry.objects.filter(owner=request.user, created_at__gte=since)
         .values("model")
-        .annotate(images=Sum("images"), usd=Sum("estimated_usd"), credits=Sum("credits_used"))
+        .annotate(
+            images=Sum("images"),
+            usd=Sum(SPENT),
+            estimated=Sum("estimated_usd"),
+            credits=Sum("credits_used"),
+            entries=Count("id"),
+            charged=Count("provider_usd"),
+        )
         .order_by("model")
     )
     member = member_of(request.user)
@@ -54,7 +65,7 @@ def usage(request: HttpRequest) -> HttpResponse:
         context["team"] = (
             CostEntry.objects.filter(created_at__gte=since)
             .values("owner__username", "owner__member__monthly_budget_usd")
-            .annotate(images=Sum("images"), usd=Sum("estimated_usd"), count=Count("id"))
+            .annotate(images=Sum("images"), usd=Sum(SPENT), count=Count("id"))
             .order_by("-usd")
         )
         context["studio_spent"] = budgets.month_spend()

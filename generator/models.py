@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
@@ -204,6 +205,9 @@ class Image(models.Model):
     bytes = models.PositiveBigIntegerField()
     sha256 = models.CharField(max_length=64)
     nsfw = models.BooleanField(default=False)
+    # The seed this image was drawn with: each image of a batch comes from its own call
+    # with seed S+index, so one image can be reproduced alone. Text, as Generation.seed.
+    seed = models.CharField(max_length=32, blank=True)
 
     class Review(models.TextChoices):
         # Seen by everyone the generation is shared with.
@@ -238,6 +242,13 @@ class Image(models.Model):
         return {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}[self.format]
 
 
+def usd_text(amount: Decimal) -> str:
+    """An amount as the provider writes it in x-aimlapi-usd-spent: plain digits, no
+    trailing zeros ("0.0421")."""
+    text = f"{amount:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 class CostEntry(models.Model):
     """What one generation cost: the studio's estimate and the provider's own figure.
 
@@ -254,6 +265,9 @@ class CostEntry(models.Model):
     # Registry list price × images; the provider's credits are kept beside it when given.
     estimated_usd = models.DecimalField(max_digits=10, decimal_places=4)
     credits_used = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    # What the provider charged (its x-aimlapi-usd-spent header, summed over the calls);
+    # null when it did not say for every paid call. Budgets count it before the estimate.
+    provider_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     usage = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -265,7 +279,73 @@ class CostEntry(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.model} ${self.estimated_usd}"
+        return f"{self.model} ${self.usd}"
+
+    @property
+    def usd(self) -> Decimal:
+        """What the generation cost: the provider's figure when it gave one."""
+        return self.provider_usd if self.provider_usd is not None else self.estimated_usd
+
+    @property
+    def provider_usd_text(self) -> str:
+        """The provider's figure as it wrote it: no trailing zeros ("0.0421")."""
+        return "" if self.provider_usd is None else usd_text(self.provider_usd)
+
+    @property
+    def source(self) -> str:
+        return "provider" if self.provider_usd is not None else "estimate"
+
+
+class ProviderCall(models.Model):
+    """One request to the provider on behalf of a generation: its attempt record.
+
+    A generation of N images of a model that takes a seed is N calls with seeds S..S+N-1
+    (index 0..N-1), so each image can be reproduced alone; other models make one call
+    for all their images. generator.services.call owns every write: a call is tried
+    until it answers, fails for good or reaches the attempt cap, on its own, while
+    the generation's claim and lease cover all of its calls at once.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="calls")
+    # The index of the first image this call yields (its only one when split per image).
+    index = models.PositiveSmallIntegerField()
+    # Sent as X-Client-Request-Id: the generation's UUID, with "-<index>" when it makes
+    # several calls; the provider keeps it in its usage logs.
+    request_id = models.CharField(max_length=64)
+    # The seed sent, replaced by the provider's when its answer names one.
+    seed = models.CharField(max_length=32, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    error_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Paid answers (a second one comes when a worker paused past its lease answered
+    # after another), the images they brought and what the provider said they cost.
+    answers = models.PositiveSmallIntegerField(default=0)
+    paid_images = models.PositiveSmallIntegerField(default=0)
+    usd_spent = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    credits_used = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    usage = models.JSONField(default=dict, blank=True)
+    # What the mirror step will copy from this call: entries as Generation.provider_images.
+    images = models.JSONField(default=list, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    response = models.JSONField(null=True, blank=True)
+    provider_prompt = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("generation", "index")
+        constraints = [
+            models.UniqueConstraint(fields=["generation", "index"], name="providercall_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} ({self.status})"
 
 
 class ModelSetting(models.Model):

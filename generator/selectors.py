@@ -3,13 +3,14 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from accounts.rules import is_active, may_moderate, may_see_image
-from generator.models import Generation, Image, ModelSetting
+from generator.models import CostEntry, Generation, Image, ModelSetting
 from generator.registry import MODELS
 
 
@@ -190,3 +191,16 @@ def generation_progress(generation: Generation) -> Progress | None:
         )
     eta = generation.started_at + timedelta(seconds=typical) if typical is not None else None
     return Progress(since=generation.started_at, eta=eta, typical_seconds=typical, position=None)
+
+
+def generation_cost(generation: Generation) -> tuple[Decimal, str]:
+    """What the generation cost and where the figure comes from: "provider" when the
+    provider said what it charged for every paid call, else "estimate" (the ledger's
+    list-price estimate, or while nothing is paid yet the submission estimate; a
+    failure or a cancelled job nothing was paid for costs 0)."""
+    entry = CostEntry.objects.filter(generation=generation).first()
+    if entry is not None:
+        return entry.usd, entry.source
+    if generation.status in (Generation.Status.FAILED, Generation.Status.CANCELLED):
+        return Decimal(0), "estimate"
+    return generation.estimated_usd, "estimate"

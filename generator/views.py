@@ -40,7 +40,7 @@ from generator.forms import (
     fit_to_model,
     generation_form,
 )
-from generator.models import Generation
+from generator.models import Generation, Image
 from generator.registry import DEFAULT_MODEL
 from studio.http import (
     HtmxHttpRequest,
@@ -199,7 +199,22 @@ def _reuse_initial(request: HttpRequest) -> dict[str, Any] | None:
     generation = selectors.generations_visible_to(request.user).filter(uuid=uuid).first()
     if generation is None:
         return None
-    return _settings_of(generation, with_seed=request.GET.get("seed") != "0")
+    initial = _settings_of(generation, with_seed=request.GET.get("seed") != "0")
+    image = _reuse_image(request, generation)
+    if image is not None and image.seed:
+        # One image of a batch, from its own seed: this image again, alone.
+        initial.update(seed=image.seed, num_images=1)
+    return initial
+
+
+def _reuse_image(request: HttpRequest, generation: Generation) -> Image | None:
+    try:
+        uuid = UUID(request.GET.get("image") or "")
+    except ValueError:
+        return None
+    return (
+        selectors.images_visible_to(request.user).filter(generation=generation, uuid=uuid).first()
+    )
 
 
 def _settings_of(generation: Generation, *, with_seed: bool) -> dict[str, Any]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from decimal import Decimal
 from types import FrameType
 
 from .provider import OfflineProvider
+from .rules import MODELS
 
 
 def _fraction(value: str) -> float:
@@ -28,11 +30,22 @@ def _success_status(value: str) -> int:
     return int(value)
 
 
+EPILOG = """\
+cost and request ids, as the real API reports them:
+  every successful answer carries x-aimlapi-usd-spent (the model's price per image
+  from the built-in table, or --price, times the images) and x-aimlapi-credits-used;
+  a refusal costs nothing and carries neither. The client's X-Client-Request-Id
+  header is echoed back on every answer, errors included.
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m offline_provider",
         description="Serve a local stand-in for POST /v1/images/generations "
         "until Ctrl-C or SIGTERM.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001, help="0 picks a free port")
@@ -47,7 +60,27 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--url-ttl", type=float, default=None, help="image URL lifetime")
     parser.add_argument("--fail-rate", type=_fraction, default=0.0)
     parser.add_argument("--fail-status", type=int, default=500)
+    parser.add_argument(
+        "--price",
+        type=_price,
+        action="append",
+        default=[],
+        metavar="MODEL=USD",
+        help="charge USD per image of MODEL instead of the built-in price table "
+        "(repeatable; see below)",
+    )
     return parser
+
+
+def _price(value: str) -> tuple[str, str]:
+    model, sep, usd = value.partition("=")
+    try:
+        amount = Decimal(usd)
+    except ArithmeticError:
+        amount = Decimal(-1)
+    if not sep or model not in MODELS or not amount.is_finite() or amount < 0:
+        raise argparse.ArgumentTypeError("must be MODEL=USD with a known model and an amount")
+    return model, usd
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             url_ttl=args.url_ttl,
             fail_rate=args.fail_rate,
             fail_status=args.fail_status,
+            prices=dict(args.price),
             log_requests=True,
         )
     except OSError as exc:

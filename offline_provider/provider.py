@@ -7,9 +7,11 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from .answers import build_answer
+from .rules import USD_PER_IMAGE
 from .server import make_server
 
 
@@ -35,6 +37,7 @@ class OfflineProvider:
         fail_rate: float = 0.0,
         fail_status: int = 500,
         shape: str = "auto",
+        prices: dict[str, str | float] | None = None,
         log_requests: bool = False,
     ) -> None:
         self.api_key = api_key
@@ -45,6 +48,10 @@ class OfflineProvider:
         self.fail_rate = fail_rate
         self.fail_status = fail_status
         self.shape = shape
+        # Per-image USD figures that replace the price table (USD_PER_IMAGE) in the
+        # x-aimlapi-usd-spent header, so a test or a demo can set what "was charged".
+        self.prices: dict[str, str | float] = dict(prices or {})
+        self._initial_prices = dict(self.prices)
         self.hang_seconds: float = 30.0
         self.log_requests = log_requests
         self.calls: list[dict[str, Any]] = []
@@ -148,6 +155,12 @@ class OfflineProvider:
             self.cdn_requests.clear()
             self._failures.clear()
             self.max_in_flight = 0
+            self.prices = dict(self._initial_prices)
+
+    def usd_spent(self, model_id: str, images: int) -> Decimal:
+        """What a call for `images` images of `model_id` is charged, in USD."""
+        price = self.prices.get(model_id, USD_PER_IMAGE.get(model_id, "0"))
+        return Decimal(str(price)) * images
 
     def _enter(self) -> None:
         with self._lock:

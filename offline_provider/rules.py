@@ -298,3 +298,24 @@ MODELS: dict[str, dict[str, Any]] = {
 }
 # The model DB lists the short id too (§2); answer it exactly like the long one.
 MODEL_ALIASES = {"imagen4/preview": "google/imagen4/preview"}
+
+# What this stand-in charges per image, in USD: the provider's published list prices
+# (https://aimlapi.com/ai-ml-api-pricing) as the studio's registry estimates them. The
+# answer reports price × images in its x-aimlapi-usd-spent header, as the real API
+# reports what it charged; OfflineProvider(prices=...) or --price replaces a figure.
+USD_PER_IMAGE: dict[str, str] = {
+    "flux-pro": "0.0525",
+    "flux-pro/v1.1": "0.042",
+    "flux-pro/v1.1-ultra": "0.063",
+    "flux-realism": "0.0368",
+    "flux/dev": "0.026",
+    "flux/dev/image-to-image": "0.0315",
+    "flux/schnell": "0.003",
+    "imagen-3.0-generate-002": "0.042",
+    "google/imagen4/preview": "0.0525",
+    "dall-e-2": "0.021",
+    "dall-e-3": "0.042",
+    "recraft-v3": "0.042",
+    "stable-diffusion-v3-medium": "0.0368",
+    "stable-diffusion-v35-large": "0.0683",
+}

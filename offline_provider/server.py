@@ -13,6 +13,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
+from .answers import CREDITS_PER_IMAGE
 from .errors import ERROR_MESSAGES, GENERATIONS_PATH, default_message, error_body
 from .render import CONTENT_TYPES, EXTENSIONS, parse_token, render_token
 from .rules import MODELS
@@ -119,6 +120,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(data).encode(), "application/json", **kwargs)
 
     def _send_error(self, status: int, message: str, **kwargs: Any) -> None:
+        if self._route() == GENERATIONS_PATH:
+            kwargs["extra_headers"] = {**kwargs.get("extra_headers", {}), **self._request_id_echo()}
         self._send_json(status, error_body(status, message, self._route()), **kwargs)
 
     def _route(self) -> str:
@@ -249,7 +252,26 @@ class _Handler(BaseHTTPRequestHandler):
         answer = provider._build_answer(
             model_id, entry, body, self._public_origin(), time.monotonic() - started
         )
-        self._send_json(provider.success_status, answer, record=record)
+        # What the call cost, as the real API reports it on every answer.
+        images = int(body.get("num_images", body.get("n", 1)))
+        cost = {
+            "x-aimlapi-usd-spent": f"{provider.usd_spent(model_id, images):f}",
+            "x-aimlapi-credits-used": str(CREDITS_PER_IMAGE * images),
+        }
+        self._send_json(
+            provider.success_status,
+            answer,
+            record=record,
+            extra_headers={**cost, **self._request_id_echo()},
+        )
+
+    def _request_id_echo(self) -> dict[str, str]:
+        # The client's X-Client-Request-Id comes back as sent (the real API also keeps
+        # it in its usage logs); only a plain, short token is echoed.
+        value = self.headers.get("X-Client-Request-Id")
+        if value and re.fullmatch(r"[\x21-\x7e]{1,128}", value):
+            return {"X-Client-Request-Id": value}
+        return {}
 
     def _authorized(self) -> bool:
         scheme, _, token = (self.headers.get("Authorization") or "").strip().partition(" ")

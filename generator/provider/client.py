@@ -19,6 +19,7 @@ import time
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -41,8 +42,11 @@ LATE_READ_WAIT = 0.1
 
 
 # Long on purpose: one request, with each transport failure mapped where it is caught.
-def generate_images(body: dict) -> ProviderResult:
+def generate_images(body: dict, *, request_id: str | None = None) -> ProviderResult:
     """POST `body` to {AIMLAPI_BASE_URL}/images/generations and parse the answer.
+
+    `request_id` goes out as X-Client-Request-Id, which the provider echoes and keeps in
+    its usage logs. The result carries what the provider says the call cost.
 
     Raises TransientProviderError or PermanentProviderError; neither ever carries the key.
     A 3xx is not followed but refused: the API documents none, and following one would
@@ -70,6 +74,8 @@ def generate_images(body: dict) -> ProviderResult:
         "Accept-Encoding": "identity",
         "User-Agent": USER_AGENT,
     }
+    if request_id:
+        headers["X-Client-Request-Id"] = request_id
 
     with requests.Session() as session:
         try:
@@ -117,6 +123,7 @@ def generate_images(body: dict) -> ProviderResult:
                 except BaseException:
                     answer.close()
                     raise
+                _read_cost(result, response.headers)
                 logger.info(
                     "Provider answered HTTP %s with %d image(s) in %.1f s",
                     status,
@@ -125,6 +132,41 @@ def generate_images(body: dict) -> ProviderResult:
                 )
                 return result
             raise _provider_error(response, key, deadline, read_timeout, max_bytes)
+
+
+# More than any image call costs; a larger figure is a broken or hostile header, and
+# counting it would exhaust every budget at once.
+MAX_CALL_USD = Decimal(1000)
+MAX_CALL_CREDITS = Decimal(10**9)
+
+
+def _read_cost(result: ProviderResult, headers: Any) -> None:
+    """What the provider charged: its x-aimlapi-usd-spent and x-aimlapi-credits-used
+    headers, else the same figures in the body's meta.usage."""
+    usage = result.usage or {}
+    result.usd_spent = _amount(headers.get("x-aimlapi-usd-spent"), MAX_CALL_USD)
+    if result.usd_spent is None:
+        result.usd_spent = _amount(usage.get("usd_spent"), MAX_CALL_USD)
+    result.credits_used = _amount(headers.get("x-aimlapi-credits-used"), MAX_CALL_CREDITS)
+    if result.credits_used is None:
+        result.credits_used = _amount(
+            usage.get("credits_used", usage.get("tokens_used")), MAX_CALL_CREDITS
+        )
+
+
+def _amount(value: object, maximum: Decimal) -> Decimal | None:
+    """A finite, non-negative amount no larger than `maximum`, else None (ignored)."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    amount: Decimal | None = None
+    if isinstance(value, int | float):
+        amount = Decimal(str(value))
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,12}(\.[0-9]{1,12})?", value.strip()):
+        amount = Decimal(value.strip())
+    if amount is None or not amount.is_finite() or amount < 0 or amount > maximum:
+        logger.warning("Provider sent a cost figure that is not a plausible amount; ignored")
+        return None
+    return amount
 
 
 def _provider_error(

@@ -11,6 +11,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from generator.provider.answer import InlineData
 from generator.provider.errors import PermanentProviderError
@@ -51,6 +52,10 @@ class ProviderResult:
     revised_prompt: str | None
     usage: dict | None
     raw: dict
+    # What the provider says the call cost: its x-aimlapi-usd-spent and
+    # x-aimlapi-credits-used headers (or meta.usage), filled in by the client.
+    usd_spent: Decimal | None = None
+    credits_used: Decimal | None = None
 
 
 # Long on purpose: every documented shape is told apart in one place (aimlapi.md §5).

@@ -4,16 +4,22 @@ The pipeline is `generation_create` (web, `creating`) → `generation_call` (pro
 queue, `call`) → `generation_mirror` (images queue, `mirror`), with
 `generation_sweep` (`claims`) re-sending whatever a lost message or a dead worker
 left behind. Each step claims the generation with one conditional UPDATE, so a
-message delivered twice does the work once. `references` sends the starting image of
-an image-to-image request. `cancelling` stops a job for good; `rerunning` makes
-Regenerate and Variations from a finished one.
+message delivered twice does the work once; a batch's calls each keep an attempt
+record (ProviderCall), and `ledger` turns them into the generation's cost.
+`references` sends the starting image of an image-to-image request. `cancelling` stops
+a job for good; `rerunning` makes Regenerate and Variations from a finished one.
 
 Callers import the services from here; the modules are how the code is kept apart.
 """
 
 from __future__ import annotations
 
-from generator.services.call import _save_provider_result, cost_entry_record, generation_call
+from generator.services.call import (
+    _save_provider_result,
+    failures_note,
+    generation_call,
+    splits_per_image,
+)
 from generator.services.cancelling import generation_cancel
 from generator.services.claims import (
     RetryLater,
@@ -34,6 +40,7 @@ from generator.services.creating import (
     month_spend,
     month_start,
 )
+from generator.services.ledger import cost_entry_record, cost_entry_sync
 from generator.services.mirror import generation_mirror
 from generator.services.references import (
     REFERENCE_SALT,
@@ -58,7 +65,9 @@ __all__ = [
     "_save_provider_result",
     "budget_limit_reason",
     "cost_entry_record",
+    "cost_entry_sync",
     "default_policy",
+    "failures_note",
     "fair_priority",
     "generation_call",
     "generation_cancel",
@@ -79,4 +88,5 @@ __all__ = [
     "reference_unsign",
     "retry_delay",
     "variations_supported",
+    "splits_per_image",
 ]

@@ -78,7 +78,10 @@ def month_spend(*, owner: AbstractBaseUser | None = None) -> Decimal:
         generations = generations.filter(owner=owner)
     total = generations.exclude(
         status__in=(Status.FAILED, Status.CANCELLED), cost__isnull=True
-    ).aggregate(total=Sum(Coalesce("cost__estimated_usd", "estimated_usd")))["total"]
+    ).aggregate(
+        # The provider's own figure first: what it charged, when it said.
+        total=Sum(Coalesce("cost__provider_usd", "cost__estimated_usd", "estimated_usd"))
+    )["total"]
     return total or Decimal(0)
 
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 from generator import fetch
 from generator.imaging import InvalidImage, check_image
 from generator.models import Generation, Image
+from generator.services.call import failures_note
 from generator.services.cancelling import generation_discard_if_cancelled
 from generator.services.claims import (
     RetryLater,
@@ -89,7 +90,8 @@ def generation_mirror(*, generation_id: int, policy: RetryPolicy | None = None) 
         status=Status.SUCCEEDED,
         lease_until=None,
         claim_token=None,
-        error="",
+        # A batch that came back in part says which images are missing and why.
+        error=failures_note(list(generation.calls.order_by("index"))),
         finished_at=now,
     ):
         delete_incoming(generation)
@@ -113,6 +115,8 @@ def _store_image(generation: Generation, entry: dict[str, Any], checked: Any) ->
         "bytes": len(checked.content),
         "sha256": checked.sha256,
         "nsfw": flagged,
+        # Answers saved before each image had its own call carry no seed of their own.
+        "seed": entry.get("seed", generation.seed),
     }
     image, _ = Image.objects.update_or_create(
         generation=generation,

@@ -71,8 +71,9 @@ def test_a_studio_made_by_the_earlier_code_upgrades_with_every_row(scratch_env):
     )
     # No row lost or added by the upgrade, in any table, except what it adds on purpose:
     # the three new capabilities (rows, and the Admins group's hold on them) and a role
-    # group for the account that had no Member row. No permission row goes.
-    grown = {"auth_permission": 3, "auth_group_permissions": 3, "auth_user_groups": 1}
+    # group for the account that had no Member row, and the default permissions of the
+    # provider calls' new model (add, change, delete, view). No permission row goes.
+    grown = {"auth_permission": 3 + 4, "auth_group_permissions": 3, "auth_user_groups": 1}
     assert {t: n - grown.get(t, 0) for t, n in after["counts"].items()} == before["counts"]
     assert set(before["permission_ids"]) <= set(after["permission_ids"])
     # Passwords still sign in (pending and suspended accounts too: the middleware, not
@@ -102,6 +103,8 @@ def test_a_studio_made_by_the_earlier_code_upgrades_with_every_row(scratch_env):
     assert after["theo_limits"] == ["12.50", 3]
     assert after["token_user"] == "theo" and after["token_api"] == 200
     assert after["generation"][0][1:] == ["123456789012345678901", "succeeded", "theo"]
+    assert after["image_seeds"] == ["123456789012345678901"]
+    assert after["cost_source"] == "estimate"  # no provider figure before the upgrade
     assert after["cost"] == "12.0000" and after["collection"] == ["Lighthouses"]
     assert after["report"] == "spam" and after["audit"] == [["member.role", "ada"]]
     # Admin log entries and permissions still point at the moved models.

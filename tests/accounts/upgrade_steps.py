@@ -257,7 +257,7 @@ def check() -> dict[str, Any]:  # reads back every kind of row the build step wr
     from accounts.roles import role_of
     from audit.models import AuditEvent
     from gallery.models import Collection, Report
-    from generator.models import CostEntry, Generation
+    from generator.models import CostEntry, Generation, Image
 
     setup_test_environment()
     User = get_user_model()
@@ -287,6 +287,9 @@ def check() -> dict[str, Any]:  # reads back every kind of row the build step wr
         Generation.objects.values_list("uuid", "seed", "status", "owner__username")[:1]
     )
     found["cost"] = str(CostEntry.objects.get().credits_used)
+    # Images made before each had a seed of its own show their generation's.
+    found["image_seeds"] = list(Image.objects.values_list("seed", flat=True))
+    found["cost_source"] = CostEntry.objects.get().source
     found["collection"] = [c.name for c in Collection.objects.all()]
     found["report"] = Report.objects.get().reason
     found["audit"] = list(AuditEvent.objects.values_list("action", "actor_name"))

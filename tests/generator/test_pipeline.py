@@ -49,7 +49,7 @@ def test_a_worker_generates_and_mirrors(client, owner, provider, workers):
     generation = finished(submit(client, num_images="2"))
     assert generation.status == "succeeded", generation.error
     assert generation.images.count() == 2
-    assert provider.generation_calls() == 1
+    assert provider.generation_calls() == 2  # one per image, each with its own seed
 
 
 def test_a_provider_500_then_success_yields_exactly_the_images(client, owner, provider, workers):
@@ -70,7 +70,8 @@ def test_a_provider_500_then_success_yields_exactly_the_images(client, owner, pr
         "2.jpg",
         "2_thumb.webp",
     ]
-    assert provider.generation_calls() == 2
+    # One call per image; only the one that got the 500 was sent again.
+    assert provider.generation_calls() == 4
 
 
 def test_a_401_fails_the_generation_once(client, owner, provider, workers):
@@ -129,7 +130,13 @@ def test_a_worker_killed_mid_call_loses_nothing(
         generation = finished(generation, timeout=40)
         assert generation.status == "succeeded", generation.error
         assert generation.images.count() == 2
-        assert provider.generation_calls() <= generation.attempts
+        # Each call was sent at most once per attempt it counted: the killed one again.
+        for call in generation.calls.all():
+            sent = [
+                c for c in provider.calls
+                if c["headers"].get("X-Client-Request-Id") == call.request_id
+            ]  # fmt: skip
+            assert 1 <= len(sent) <= call.attempts
     finally:
         group.stop()
 
@@ -233,3 +240,23 @@ def test_one_worker_node_keeps_32_provider_calls_in_flight(
         assert provider.generation_calls() == 36
     finally:
         group.stop()
+
+
+def test_the_api_answer_passes_on_what_the_provider_charged(client, owner, provider, workers):
+    from accounts.tokens import api_token_create
+
+    provider.prices["flux-realism"] = "0.0421"
+    _, raw = api_token_create(user=owner, name="script")
+    response = client.post(
+        "/v1/images/generations",
+        {"model": "flux-realism", "prompt": TREX, "image_size": "square", "num_images": 2},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {raw}"},
+    )
+    assert response.status_code == 200, response.content[:2000]
+    # Two calls of one image each: the batch cost what both did.
+    assert response["x-aimlapi-usd-spent"] == "0.0842"
+    assert sorted(c["headers"]["X-Client-Request-Id"] for c in provider.calls) == [
+        f"{response.json()['id']}-0",
+        f"{response.json()['id']}-1",
+    ]

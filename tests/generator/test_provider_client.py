@@ -480,3 +480,48 @@ def test_a_16_mb_inline_answer_is_read_in_memory_far_below_one_image(
     assert result.seed == 5
     assert decoded == [True] * 4
     assert decode_peak < image_bytes / 2, f"decoding took {decode_peak / 2**20:.1f} MiB"
+
+
+# --- What the call cost, and the request id -------------------------------------------------
+
+
+def test_the_request_id_goes_out_and_the_providers_cost_headers_are_read(
+    fake: FakeServer, provider_url: str
+) -> None:
+    from decimal import Decimal
+
+    fake.routes[provider_url] = json_reply(
+        200, SHAPE_A, **{"x-aimlapi-usd-spent": "0.0421", "x-aimlapi-credits-used": "2100"}
+    )
+    result = provider.generate_images({}, request_id="5b0c-2")
+
+    assert fake.seen[0].headers["x-client-request-id"] == "5b0c-2"
+    assert (result.usd_spent, result.credits_used) == (Decimal("0.0421"), Decimal(2100))
+
+
+def test_without_headers_the_cost_comes_from_meta_usage(
+    fake: FakeServer, provider_url: str
+) -> None:
+    from decimal import Decimal
+
+    shape_b = {
+        "data": [{"url": SHAPE_A["images"][0]["url"], "b64_json": None}],
+        "meta": {"usage": {"credits_used": 2100, "usd_spent": 0.0368}},
+    }
+    fake.routes[provider_url] = json_reply(200, shape_b)
+    result = provider.generate_images({})
+
+    assert "x-client-request-id" not in fake.seen[0].headers
+    assert (result.usd_spent, result.credits_used) == (Decimal("0.0368"), Decimal(2100))
+
+
+@pytest.mark.parametrize(
+    "spent", ["-0.01", "NaN", "Infinity", "1e3", "0.04, 0.05", "5000", "", "0x10"]
+)
+def test_a_cost_header_that_is_not_a_plausible_amount_is_ignored(
+    fake: FakeServer, provider_url: str, spent: str
+) -> None:
+    fake.routes[provider_url] = json_reply(200, SHAPE_A, **{"x-aimlapi-usd-spent": spent})
+    result = provider.generate_images({})
+    assert result.usd_spent is None
+    assert result.images  # the answer itself is still used

@@ -71,10 +71,18 @@ def test_it_mirrors_the_images_the_provider_made(owner, provider):
         assert stored.size == (1472, 512)
     with PILImage.open(images[0].thumbnail.path) as thumb:
         assert thumb.format == "WEBP" and max(thumb.size) <= 512
-    assert provider.generation_calls() == 1
-    sent = provider.calls[0]["body"]
-    assert sent["image_size"] == {"width": 1472, "height": 512}
-    assert sent["num_images"] == 2
+    # One call per image, with consecutive seeds and a request id each.
+    assert provider.generation_calls() == 2
+    sent = sorted((c["body"] for c in provider.calls), key=lambda body: body["seed"])
+    assert all(body["image_size"] == {"width": 1472, "height": 512} for body in sent)
+    assert [body["num_images"] for body in sent] == [1, 1]
+    assert sent[1]["seed"] == sent[0]["seed"] + 1
+    assert [i.seed for i in images] == [str(sent[0]["seed"]), str(sent[1]["seed"])]
+    assert generation.seed == str(sent[0]["seed"])
+    assert sorted(c["headers"]["X-Client-Request-Id"] for c in provider.calls) == [
+        f"{generation.uuid}-0",
+        f"{generation.uuid}-1",
+    ]
     assert all(
         "authorization" not in {k.lower() for k in r["headers"]} for r in provider.cdn_requests
     )
@@ -83,7 +91,10 @@ def test_it_mirrors_the_images_the_provider_made(owner, provider):
 def test_the_provider_seed_is_kept_exactly(owner, provider):
     generation = run(make(owner, seed=123456789))
     assert generation.seed == "123456789"
+    assert generation.images.get().seed == "123456789"
     assert provider.calls[0]["body"]["seed"] == 123456789
+    # A generation of one image makes one call, named after the generation.
+    assert provider.calls[0]["headers"]["X-Client-Request-Id"] == str(generation.uuid)
 
 
 def test_a_500_then_success_yields_exactly_the_requested_images(owner, provider):
@@ -101,7 +112,9 @@ def test_a_500_then_success_yields_exactly_the_requested_images(owner, provider)
     assert generation.attempts == 2
     assert generation.images.count() == 3
     assert len(media_files(generation)) == 6
-    assert provider.generation_calls() == 2
+    # Three calls, one per image; only the one that got the 500 was sent again.
+    assert provider.generation_calls() == 4
+    assert sorted(c.attempts for c in generation.calls.all()) == [1, 1, 2]
 
 
 def test_a_401_fails_once_with_the_providers_message(owner, provider):

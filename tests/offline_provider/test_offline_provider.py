@@ -597,3 +597,81 @@ def test_importing_the_package_loads_no_django() -> None:
     )
 
     assert result.stdout == "[]\n"
+
+
+# --- What a call cost, and the client's request id ---------------------------------------
+
+
+def test_one_image_with_seed_s_plus_i_is_image_i_of_a_batch_from_s(
+    provider: OfflineProvider,
+) -> None:
+    batch = generate(provider, {**REALISM, "seed": 40, "num_images": 4}).json()
+    # The batch answers with the seed it was asked for, as the real API does.
+    assert batch["seed"] == 40
+    for i, image in enumerate(batch["images"]):
+        alone = generate(provider, {**REALISM, "seed": 40 + i}).json()
+        assert alone["seed"] == 40 + i
+        assert download(alone["images"][0]["url"]).content == download(image["url"]).content
+
+
+def test_every_answer_says_what_it_cost_from_the_price_table(provider: OfflineProvider) -> None:
+    one = generate(provider, REALISM)
+    four = generate(provider, {**REALISM, "num_images": 4})
+    schnell = generate(provider, {"model": "flux/schnell", "prompt": "a fox"})
+
+    assert one.headers["x-aimlapi-usd-spent"] == "0.0368"
+    assert four.headers["x-aimlapi-usd-spent"] == "0.1472"
+    assert schnell.headers["x-aimlapi-usd-spent"] == "0.003"
+    assert one.headers["x-aimlapi-credits-used"] == "2100"
+    assert four.headers["x-aimlapi-credits-used"] == "8400"
+
+
+def test_a_price_override_sets_the_figure_and_reset_restores_the_table(
+    provider: OfflineProvider,
+) -> None:
+    provider.prices["flux-realism"] = "0.0421"
+    assert generate(provider, REALISM).headers["x-aimlapi-usd-spent"] == "0.0421"
+    provider.reset()
+    assert generate(provider, REALISM).headers["x-aimlapi-usd-spent"] == "0.0368"
+
+
+def test_the_client_request_id_is_echoed_on_answers_and_errors(provider: OfflineProvider) -> None:
+    headers = {**AUTH, "X-Client-Request-Id": "9f0c-3"}
+    answer = generate(provider, REALISM, headers=headers)
+    provider.fail_next(503)
+    failed = generate(provider, REALISM, headers=headers)
+    plain = generate(provider, REALISM)
+
+    assert answer.headers["X-Client-Request-Id"] == "9f0c-3"
+    assert failed.status_code == 503 and failed.headers["X-Client-Request-Id"] == "9f0c-3"
+    assert "x-aimlapi-usd-spent" not in failed.headers  # a refusal costs nothing
+    assert "X-Client-Request-Id" not in plain.headers
+    assert provider.calls[0]["headers"]["X-Client-Request-Id"] == "9f0c-3"
+
+
+def test_the_command_line_takes_prices_and_its_help_says_what_it_reports(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with command_line("--price", "flux-realism=0.05") as (process, base_url):
+        response = requests.post(
+            f"{base_url}/images/generations", json=REALISM, headers=AUTH, timeout=30
+        )
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    assert response.headers["x-aimlapi-usd-spent"] == "0.05"
+
+    with pytest.raises(SystemExit):
+        offline_provider_cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "x-aimlapi-usd-spent" in text and "x-aimlapi-credits-used" in text
+    assert "X-Client-Request-Id" in text and "--price MODEL=USD" in text
+
+
+@pytest.mark.parametrize("value", ["flux-realism", "nope=0.1", "flux-realism=-1", "flux-realism=x"])
+def test_the_command_line_refuses_bad_prices(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        offline_provider_cli.main(["--price", value])
+    assert exit_info.value.code == 2
+    assert "--price" in capsys.readouterr().err
