@@ -17,7 +17,7 @@ def images_keep_their_seed(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("generator", "0008_generation_rate_limits"),
+        ("generator", "0010_generation_api_request"),
     ]
 
     operations = [

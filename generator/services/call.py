@@ -547,7 +547,12 @@ def _finish_calls(generation: Generation) -> None:
             # cost entry counts them), but nothing of the answers is kept.
             logger.info("generation %s: answers arrived after it was cancelled", generation.uuid)
             delete_incoming_names(
-                [entry["stored"] for call in answered for entry in call.images if entry.get("stored")]
+                [
+                    entry["stored"]
+                    for call in answered
+                    for entry in call.images
+                    if entry.get("stored")
+                ]
             )
 
 

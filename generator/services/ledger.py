@@ -38,10 +38,28 @@ def cost_entry_sync(*, generation: Generation) -> CostEntry | None:
             "estimated_usd": price * images,
             "credits_used": sum(credits, Decimal(0)) if credits else None,
             "provider_usd": sum(usd, Decimal(0)) if None not in usd else None,  # type: ignore[arg-type]
-            "usage": calls[0].usage,
+            "usage": summed_usage([c.usage for c in calls]),
         },
     )
     return entry
+
+
+def summed_usage(usages: list[Any]) -> dict[str, Any]:
+    """The batch's `meta.usage`: each call reports its own, so numbers add up (credits,
+    tokens) and anything else is the first call's."""
+    total: dict[str, Any] = {}
+    for usage in usages:
+        if not isinstance(usage, dict):
+            continue
+        for key, value in usage.items():
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if key not in total:
+                total[key] = value
+            elif (
+                number and isinstance(total[key], int | float) and not isinstance(total[key], bool)
+            ):
+                total[key] += value
+    return total
 
 
 def cost_entry_record(
