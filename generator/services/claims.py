@@ -22,6 +22,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from generator import events
 from generator.models import Generation
 from studio.http import gateway_status
 
@@ -95,16 +96,22 @@ def claim(generation_id: int, step: str) -> Generation | None:
     )
     if not claimed:
         return None
-    return Generation.objects.get(pk=generation_id)
+    generation = Generation.objects.get(pk=generation_id)
+    events.generation_changed(generation)
+    return generation
 
 
 def update_held(generation: Generation, **fields: Any) -> bool:
-    """Write `fields` only if this worker still holds the generation."""
-    return bool(
+    """Write `fields` only if this worker still holds the generation; its owner's
+    pages are told (generator.events)."""
+    held = bool(
         Generation.objects.filter(pk=generation.pk, claim_token=generation.claim_token).update(
             **fields
         )
     )
+    if held:
+        events.generation_changed(generation, **fields)
+    return held
 
 
 def release_for_retry(generation: Generation, countdown: float, reason: str, **fields: Any) -> None:
