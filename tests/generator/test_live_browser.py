@@ -158,3 +158,29 @@ def test_the_moderation_badge_updates_when_a_report_arrives(
     page.click("#admin-menu summary")
     assert page.locator("a[data-live-badge=moderation] .badge-count").inner_text() == "1"
     assert page.js_errors == []
+
+
+def test_a_browser_refused_a_stream_falls_back_to_polling(
+    browser_as, owner, teammate, provider, workers, settings
+):
+    settings.SSE_MAX_CONNECTIONS = 1
+    holder = browser_as(teammate)
+    holder.goto("/")
+    wait_live(holder)
+
+    page = browser_as(owner)
+    polls: list[str] = []
+    page.context.on(
+        "request", lambda request: polls.append(request.url) if "part=card" in request.url else None
+    )
+    page.goto("/")
+    # Answered 503 with Retry-After: the page says so and its cards poll again.
+    page.locator("html[data-live=down]").wait_for(state="attached", timeout=20_000)
+    provider.latency = 3.0
+    generate(page, "A paper boat on a puddle")
+    generation = wait_for(lambda: Generation.objects.filter(owner=owner).first())
+    card = page.locator(f"#generation-{generation.uuid}")
+    card.locator(".badge-succeeded").wait_for(timeout=60_000)
+    assert len(polls) >= 2
+    assert live_views.open_streams() == 1
+    assert page.js_errors == []
