@@ -195,6 +195,7 @@ def moderation_decide(
             text = f"A moderator deleted your image “{label}”. Reason: {reason}"
         if generation.owner_id != by.pk:
             notification_send(user=generation.owner, text=text, link=link)
+            events.notifications_changed(generation.owner_id)
         count += 1
     if files:
         transaction.on_commit(lambda: _delete_files(files))

@@ -32,6 +32,7 @@ from django.utils import timezone
 logger = logging.getLogger(__name__)
 
 MODERATORS = "moderators"
+NOTIFICATIONS = "notifications"
 # How often a stream looks at the change-log table for new rows (no Redis to block on).
 TABLE_POLL_SECONDS = 0.5
 BATCH = 100
@@ -105,6 +106,11 @@ def generation_changed(generation: Any, **fields: Any) -> None:
 def moderation_changed(waiting: int) -> None:
     """Tell moderators' pages how many reports wait for review now."""
     publish(MODERATORS, MODERATORS, {"waiting": waiting})
+
+
+def notifications_changed(user_id: int) -> None:
+    """Tell a person's pages to recount their unread notifications."""
+    publish_on_commit(NOTIFICATIONS, for_user(user_id), {})
 
 
 def latest_id() -> str:

@@ -11,13 +11,16 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 
 from accounts import rules
+from accounts.selectors import unread_count
 from generator import events
 from studio.http import HtmxHttpRequest
 
@@ -53,6 +56,8 @@ def open_streams() -> int:
 
 
 def _frame(event: events.Event) -> bytes:
+    # The unread count is sent with the id of the last event read (the browser keeps
+    # it for Last-Event-ID either way).
     return f"id: {event.id}\nevent: {event.kind}\ndata: {json.dumps(event.data)}\n\n".encode()
 
 
@@ -66,23 +71,48 @@ class _Stream:
     """The events after `after` that `audiences` may see, with heartbeats, until
     SSE_STREAM_SECONDS have passed. Django calls close() when the response ends."""
 
-    def __init__(self, slot: _Slot, after: str, audiences: frozenset[str]) -> None:
+    def __init__(self, slot: _Slot, after: str, audiences: frozenset[str], user: Any) -> None:
         self.slot = slot
         self.after = after
         self.audiences = audiences
+        self.user = user
+        # Unknown at first: the first count is always sent, so a page rendered before
+        # the stream opened is brought up to date.
+        self.unread: int | None = None
         self.reader = events.Reader()
         self.ends_at = time.monotonic() + settings.SSE_STREAM_SECONDS
 
     def _wait(self) -> float:
         return max(0.0, min(settings.SSE_HEARTBEAT_SECONDS, self.ends_at - time.monotonic()))
 
-    def _frames(self, found: list[events.Event]) -> list[bytes]:
+    def _frames(self, found: list[events.Event]) -> tuple[list[bytes], bool]:
+        """The frames of the events this reader may see, and whether the unread count
+        should be looked at: after a quiet wait (notifications also come from code
+        that cannot publish, like a sign-up waiting for an admin) or when told to."""
         frames = []
+        recount = not found
         for event in found:
             self.after = event.id
-            if event.audience in self.audiences:
+            if event.audience not in self.audiences:
+                continue
+            if event.kind == events.NOTIFICATIONS:
+                recount = True
+            else:
                 frames.append(_frame(event))
-        return frames
+        return frames, recount
+
+    def _count_unread(self) -> int:
+        try:
+            return unread_count(self.user)
+        finally:
+            events.release_database()
+
+    def _unread_frame(self, unread: int) -> list[bytes]:
+        if unread == self.unread:
+            return []
+        self.unread = unread
+        event = events.Event(self.after, events.NOTIFICATIONS, "", {"unread": unread})
+        return [_frame(event)]
 
     def close(self) -> None:
         self.slot.release()
@@ -91,9 +121,11 @@ class _Stream:
 class _SyncStream(_Stream):
     def __iter__(self) -> Iterator[bytes]:
         try:
-            yield OPENING
+            yield OPENING + b"".join(self._unread_frame(self._count_unread()))
             while time.monotonic() < self.ends_at:
-                frames = self._frames(self.reader.read(self.after, self._wait()))
+                frames, recount = self._frames(self.reader.read(self.after, self._wait()))
+                if recount:
+                    frames += self._unread_frame(self._count_unread())
                 # A heartbeat after a quiet wait: it also finds out a browser that left
                 # (the write fails) within one interval.
                 yield b"".join(frames) or HEARTBEAT
@@ -104,9 +136,12 @@ class _SyncStream(_Stream):
 class _AsyncStream(_Stream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            yield OPENING
+            count_unread = sync_to_async(self._count_unread, thread_sensitive=False)
+            yield OPENING + b"".join(self._unread_frame(await count_unread()))
             while time.monotonic() < self.ends_at:
-                frames = self._frames(await self.reader.aread(self.after, self._wait()))
+                frames, recount = self._frames(await self.reader.aread(self.after, self._wait()))
+                if recount:
+                    frames += self._unread_frame(await count_unread())
                 yield b"".join(frames) or HEARTBEAT
         finally:
             self.slot.release()
@@ -144,7 +179,8 @@ def live_events(request: HtmxHttpRequest) -> HttpResponse:
         return busy
     stream_class = _AsyncStream if isinstance(request, ASGIRequest) else _SyncStream
     response = StreamingHttpResponse(
-        stream_class(slot, after, frozenset(audiences)), content_type="text/event-stream"
+        stream_class(slot, after, frozenset(audiences), user),
+        content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache"
     # nginx would otherwise buffer the stream until its buffer fills.

@@ -8,7 +8,7 @@
 const KEEP = 200;
 // After the server refused the stream (full, or signed out), try again this much later.
 const RETRY_MS = 30000;
-const KINDS = ["generation", "moderators"];
+const KINDS = ["generation", "moderators", "notifications"];
 
 const ports = new Set();
 const recent = [];

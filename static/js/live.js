@@ -19,7 +19,7 @@
   const ZERO_UUID = "00000000-0000-0000-0000-000000000000";
   // A stream that has not opened by then is taken for lost: the cards poll meanwhile.
   const CONNECT_GRACE_MS = 10000;
-  const KINDS = ["generation", "moderators"];
+  const KINDS = ["generation", "moderators", "notifications"];
 
   let state = "connecting";
   let lastSeen = "";
@@ -127,6 +127,10 @@
     lastSeen = event.id;
     if (event.kind === "generation") generationChanged(String(event.data.uuid));
     else if (event.kind === "moderators") moderationChanged(Number(event.data.waiting) || 0);
+    else if (event.kind === "notifications") {
+      const unread = Number(event.data.unread) || 0;
+      setBadge(document.getElementById("notifications-link"), unread, `${unread} unread`);
+    }
   }
 
   // --- The stream ------------------------------------------------------------

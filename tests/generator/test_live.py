@@ -35,14 +35,15 @@ def store(request: Any, settings: Any) -> str:
         events._redis_client().delete(settings.LIVE_EVENTS_KEY)
 
 
-def frames(body: bytes) -> list[dict[str, str]]:
-    """The events of an SSE body, as {"id", "event", "data"}; comments left out."""
+def frames(body: bytes, kinds: tuple[str, ...] = ("generation", "moderators")) -> list[dict]:
+    """The events of an SSE body of `kinds`, as {"id", "event", "data"}; comments and
+    the unread count every stream starts with left out unless asked for."""
     found = []
     for block in body.decode().split("\n\n"):
         fields = dict(
             line.split(": ", 1) for line in block.splitlines() if line and not line.startswith(":")
         )
-        if "event" in fields:
+        if fields.get("event") in kinds:
             found.append(fields)
     return found
 
@@ -206,3 +207,54 @@ def test_services_publish_each_state_change_after_commit(owner, provider, store)
     assert ("running", "call") in states
     assert ("running", "mirror") in states
     assert states[-1] == ("succeeded", "mirror")
+
+
+@pytest.mark.django_db
+def test_the_unread_count_follows_new_notifications(client, owner, store):
+    from accounts.services import notification_send
+
+    client.force_login(owner)
+    response = client.get(STREAM)
+    body = iter(response.streaming_content)
+    opening = next(body)
+    # Sent by code that publishes nothing (accounts): seen at the next quiet moment.
+    notification_send(user=owner, text="Your account was approved.")
+    got = frames(opening + b"".join(body), kinds=("notifications",))
+
+    # The count the stream starts with, then the new one.
+    assert [f["data"] for f in got] == ['{"unread": 0}', '{"unread": 1}']
+
+
+@pytest.mark.django_db
+def test_a_moderation_decision_recounts_the_owners_unread_notifications(
+    client, owner, teammate, moderator, provider, store, django_capture_on_commit_callbacks
+):
+    from gallery import services as gallery_services
+    from generator import services
+    from generator.registry import get_model
+    from tests.conftest import run_steps
+
+    spec = get_model("flux-realism")
+    with django_capture_on_commit_callbacks(execute=True):
+        generation = services.generation_create(
+            owner=owner, spec=spec, body={"model": spec.id, "prompt": "A quiet street"}
+        )
+    run_steps(generation)
+    image = generation.images.get()
+    start = events.latest_id()
+    with django_capture_on_commit_callbacks(execute=True):
+        gallery_services.image_report(image=image, reporter=teammate, reason="other")
+    with django_capture_on_commit_callbacks(execute=True):
+        gallery_services.moderation_decide(
+            images=[image], decision="hide", by=moderator, reason="Off-topic"
+        )
+
+    kinds = [(e.kind, e.audience, e.data) for e in events.Reader().read(start, 0.1)]
+    assert (events.MODERATORS, events.MODERATORS, {"waiting": 1}) in kinds
+    assert (events.NOTIFICATIONS, events.for_user(owner.pk), {}) in kinds
+    assert kinds[-1] == (events.MODERATORS, events.MODERATORS, {"waiting": 0})
+
+    client.force_login(owner)
+    _, body = read_stream(client, last_event_id=start)
+    got = frames(body, kinds=("notifications",))
+    assert [f["data"] for f in got] == ['{"unread": 1}']
