@@ -25,6 +25,14 @@ PIXEL_WATCH = """() => {
 }"""
 
 
+@pytest.fixture(autouse=True)
+def no_streams_left(settings: Any) -> None:
+    """Short heartbeats, so a stream whose browser left in an earlier test notices it
+    (its next write fails) and frees its place; each test starts with none open."""
+    settings.SSE_HEARTBEAT_SECONDS = 0.5
+    wait_for(lambda: live_views.open_streams() == 0, timeout=30)
+
+
 def wait_live(page: Any) -> None:
     page.locator("html[data-live=open]").wait_for(state="attached", timeout=20_000)
 
@@ -57,7 +65,8 @@ def test_an_idle_studio_requests_nothing_but_its_event_stream(browser_as, owner,
     page.locator("#generation-list li.card").first.wait_for()
     generation = wait_for(lambda: Generation.objects.first())
     card = page.locator(f"#generation-{generation.uuid}")
-    card.wait_for()
+    # Claimed by a worker and shown so: nothing changes now until the provider answers.
+    card.locator(".badge-running").wait_for(timeout=30_000)
 
     requests: list[str] = []
     page.context.on("request", lambda request: requests.append(request.url))
