@@ -124,8 +124,10 @@ def latest_id() -> str:
         newest_pk = LiveEvent.objects.order_by("-pk").values_list("pk", flat=True).first()
         return str(newest_pk or 0)
     except Exception:
+        # Empty, not the oldest id: a page must not replay an hour of events because
+        # the store missed one read; the stream then starts from what comes next.
         logger.warning("live events: the newest id could not be read", exc_info=True)
-        return "0-0" if _use_redis() else "0"
+        return ""
 
 
 # --- Reading ----------------------------------------------------------------------
@@ -142,8 +144,11 @@ class Reader:
     def read(self, after: str, block: float) -> list[Event]:
         if _use_redis():
             client = _redis_client(timeout=block + 5)
+            # "$": whatever comes after now.
             return _redis_events(
-                client.xread({settings.LIVE_EVENTS_KEY: after}, count=BATCH, block=_ms(block))
+                client.xread(
+                    {settings.LIVE_EVENTS_KEY: after or "$"}, count=BATCH, block=_ms(block)
+                )
             )
         deadline = time.monotonic() + block
         while True:
@@ -165,7 +170,7 @@ class Reader:
                     socket_connect_timeout=2,
                 )
             answer = await self._async_client.xread(
-                {settings.LIVE_EVENTS_KEY: after}, count=BATCH, block=_ms(block)
+                {settings.LIVE_EVENTS_KEY: after or "$"}, count=BATCH, block=_ms(block)
             )
             return _redis_events(answer)
         deadline = time.monotonic() + block
@@ -263,7 +268,7 @@ def _table_read(after: str) -> list[Event]:
 
     try:
         rows = list(
-            LiveEvent.objects.filter(pk__gt=int(after))
+            LiveEvent.objects.filter(pk__gt=int(after or 0))
             .order_by("pk")
             .values_list("pk", "kind", "audience", "data")[:BATCH]
         )

@@ -8,6 +8,7 @@ a coroutine, not a thread) and by the threaded WSGI server in the tests (a sync 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +24,8 @@ from accounts import rules
 from accounts.selectors import unread_count
 from generator import events
 from studio.http import HtmxHttpRequest
+
+logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _open_streams = 0
@@ -129,6 +132,10 @@ class _SyncStream(_Stream):
                 # A heartbeat after a quiet wait: it also finds out a browser that left
                 # (the write fails) within one interval.
                 yield b"".join(frames) or HEARTBEAT
+        except Exception:
+            # The store is unreachable: the stream ends cleanly and the browser
+            # reconnects after the retry interval (polling meanwhile if it lasts).
+            logger.warning("live stream ended: the event store failed", exc_info=True)
         finally:
             self.slot.release()
 
@@ -143,6 +150,8 @@ class _AsyncStream(_Stream):
                 if recount:
                     frames += self._unread_frame(await count_unread())
                 yield b"".join(frames) or HEARTBEAT
+        except Exception:
+            logger.warning("live stream ended: the event store failed", exc_info=True)
         finally:
             self.slot.release()
             await self.reader.aclose()

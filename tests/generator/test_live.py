@@ -12,6 +12,7 @@ from django.test import AsyncClient
 
 from generator import events, live_views
 from generator.models import LiveEvent
+from tests.conftest import free_port
 
 STREAM = "/live/events"
 
@@ -258,3 +259,23 @@ def test_a_moderation_decision_recounts_the_owners_unread_notifications(
     _, body = read_stream(client, last_event_id=start)
     got = frames(body, kinds=("notifications",))
     assert [f["data"] for f in got] == ['{"unread": 1}']
+
+
+@pytest.mark.django_db
+def test_an_unreachable_store_fails_neither_the_change_nor_the_stream(client, owner, settings):
+    events._clients.clear()
+    settings.LIVE_EVENTS_REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    settings.SSE_STREAM_SECONDS = 1
+    client.force_login(owner)
+
+    events.publish("generation", events.for_user(owner.pk), {"uuid": "lost"})
+    assert events.latest_id() == ""
+    response = client.get(STREAM)
+    body = b"".join(response.streaming_content)
+
+    # It ends at once, and the browser reconnects (or polls) instead of hanging.
+    assert response.status_code == 200
+    assert body.startswith(b"retry: ")
+    assert frames(body) == []
+    assert live_views.open_streams() == 0
+    events._clients.clear()
