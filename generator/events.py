@@ -89,10 +89,10 @@ def publish_on_commit(kind: str, audience: str, data: dict[str, Any]) -> None:
     transaction.on_commit(partial(publish, kind, audience, data), robust=True)
 
 
-def generation_changed(generation: Any, **fields: Any) -> None:
-    """Tell the owner's pages that `generation` changed; `fields` are the columns the
-    caller just wrote, which the object in hand may not carry yet."""
-    publish_on_commit(
+def generation_event(generation: Any, **fields: Any) -> tuple[str, str, dict[str, Any]]:
+    """The event (kind, audience, data) saying `generation` changed; `fields` are the
+    columns the caller just wrote, which the object in hand may not carry yet."""
+    return (
         "generation",
         for_user(generation.owner_id),
         {
@@ -101,6 +101,11 @@ def generation_changed(generation: Any, **fields: Any) -> None:
             "step": str(fields.get("step", generation.step)),
         },
     )
+
+
+def generation_changed(generation: Any, **fields: Any) -> None:
+    """Tell the owner's pages that `generation` changed, after commit."""
+    publish_on_commit(*generation_event(generation, **fields))
 
 
 def moderation_changed(waiting: int) -> None:

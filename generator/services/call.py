@@ -20,7 +20,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from generator import events, fetch, provider
+from generator import fetch, provider
 from generator.models import CostEntry, Generation
 from generator.registry import get_model
 from generator.services.claims import (
@@ -232,9 +232,9 @@ def _save_provider_result(generation: Generation, result: provider.ProviderResul
     )
     if saved:
         generation.step = Step.MIRROR
-        events.generation_changed(generation, status=Status.RUNNING)
+        generation.status = Status.RUNNING
         cost_entry_record(generation=generation, images=len(images), usage=result.usage)
-        send_on_commit(generation)
+        send_on_commit(generation, announce=True)
     else:
         # Another attempt's answer was saved first (this worker was paused past its
         # lease, say): these images were paid for too, and the spending says so.

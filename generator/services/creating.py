@@ -21,7 +21,6 @@ from accounts import rules
 from accounts.errors import BudgetExhausted, InvalidRequest, LimitReached
 from accounts.services import default_visibility_of, member_of
 from audit.services import audit_record
-from generator import events
 from generator.models import Generation, ModelSetting
 from generator.policy import prompt_blocked_record, prompt_violation
 from generator.registry import ModelSpec, get_model
@@ -192,9 +191,8 @@ def generation_create(
         # Stored under the generation's own folder, so it is served and deleted with it.
         generation.source_file.save("source.png", ContentFile(reference.upload), save=False)
     generation.save()
-    send_on_commit(generation)
-    # Other tabs showing the owner's studio add the new card.
-    events.generation_changed(generation)
+    # Announced: other tabs showing the owner's studio add the new card.
+    send_on_commit(generation, announce=True)
     return generation
 
 
