@@ -186,8 +186,17 @@ def test_the_table_keeps_events_for_the_retention_only(settings):
     assert list(LiveEvent.objects.values_list("data__uuid", flat=True)) == ["new"]
 
 
+@pytest.fixture
+def no_broker(monkeypatch: Any) -> None:
+    """The steps run here (run_steps), not in the session's workers, which would
+    publish to the store of their own settings."""
+    import generator.services.claims as claims
+
+    monkeypatch.setattr(claims, "send", lambda *args, **kwargs: None)
+
+
 @pytest.mark.django_db(transaction=True)
-def test_services_publish_each_state_change_after_commit(owner, provider, store):
+def test_services_publish_each_state_change_after_commit(owner, provider, store, no_broker):
     from generator import services
     from generator.registry import get_model
     from tests.conftest import run_steps
@@ -228,7 +237,14 @@ def test_the_unread_count_follows_new_notifications(client, owner, store):
 
 @pytest.mark.django_db
 def test_a_moderation_decision_recounts_the_owners_unread_notifications(
-    client, owner, teammate, moderator, provider, store, django_capture_on_commit_callbacks
+    client,
+    owner,
+    teammate,
+    moderator,
+    provider,
+    store,
+    django_capture_on_commit_callbacks,
+    no_broker,
 ):
     from gallery import services as gallery_services
     from generator import services
