@@ -148,7 +148,10 @@ class Reader:
 
     def read(self, after: str, block: float) -> list[Event]:
         if _use_redis():
-            client = _redis_client(timeout=block + 5)
+            # One socket timeout for every read (a read blocks at most a heartbeat),
+            # so the threads of a process share one pool.
+            client = _redis_client(timeout=settings.SSE_HEARTBEAT_SECONDS + 5)
+            block = min(block, settings.SSE_HEARTBEAT_SECONDS)
             # "$": whatever comes after now.
             return _redis_events(
                 client.xread(
