@@ -118,6 +118,8 @@ def test_ten_tabs_share_one_stream_and_all_show_the_finished_image(
     for page in pages:
         card = page.locator(f"#generation-{generation.uuid}")
         card.locator(".badge-succeeded").wait_for(timeout=60_000)
+        # Looked at, as a person would: a background tab defers its lazy thumbnails.
+        page.bring_to_front()
         thumb = card.locator(".thumbs img").first
         page.wait_for_function(
             "(img) => img.complete && img.naturalWidth > 0",
