@@ -24,6 +24,8 @@ from accounts.errors import InvalidRequest, Refused
 from accounts.services import notification_send
 from audit.services import audit_record
 from gallery.models import Collection, CollectionItem, Favourite, Preferences, Report
+from gallery.selectors import moderation_waiting_count
+from generator import events
 from generator.models import Image
 
 logger = logging.getLogger(__name__)
@@ -182,7 +184,15 @@ def image_report(
         target_label=image.generation.prompt[:80],
         reason=Report.Reason(reason).label + (f": {text}" if text else ""),
     )
+    _moderation_queue_changed()
     return report
+
+
+def _moderation_queue_changed() -> None:
+    # Counted after commit, so moderators' badges show the queue as it now stands.
+    transaction.on_commit(
+        lambda: events.moderation_changed(moderation_waiting_count()), robust=True
+    )
 
 
 @transaction.atomic
@@ -233,7 +243,9 @@ def moderation_decide(
             text = f"A moderator deleted your image “{label}”. Reason: {reason}"
         if generation.owner_id != by.pk:
             notification_send(user=generation.owner, text=text, link=link)
+            events.notifications_changed(generation.owner_id)
         count += 1
     if files:
         transaction.on_commit(lambda: _delete_files(files))
+    _moderation_queue_changed()
     return count

@@ -378,3 +378,19 @@ class BlockedTerm(models.Model):
 
     def __str__(self) -> str:
         return self.pattern
+
+
+class LiveEvent(models.Model):
+    """One change live pages are told about, kept for SSE_EVENT_RETENTION seconds so a
+    browser that reconnects replays what it missed (generator.events). Only written
+    when the broker is not Redis; with Redis the events are a Redis stream instead."""
+
+    kind = models.CharField(max_length=40)
+    # Who may receive it: "user:<pk>" or "moderators" (generator.live_views filters).
+    audience = models.CharField(max_length=80)
+    data = models.JSONField(default=dict)
+    # Read by the retention trim in generator.events.
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk}"

@@ -223,6 +223,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.studio",
                 "gallery.context_processors.moderation",
+                "generator.context_processors.live",
             ],
         },
     },
@@ -578,3 +579,24 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+
+# --- Live updates -------------------------------------------------------------------
+
+# Pages follow generations and badges over one server-sent event stream per browser.
+# The events are kept for replay (a reconnecting browser sends Last-Event-ID): in a
+# Redis stream when the broker is Redis, else in a table of the database, so the
+# embedded setup needs no service of its own.
+LIVE_EVENTS_REDIS_URL = CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else ""
+LIVE_EVENTS_KEY = "studio:live-events"
+# Seconds an event stays available for replay.
+SSE_EVENT_RETENTION = envint("SSE_EVENT_RETENTION", 3600, minimum=60)
+# Streams one web process serves at once; beyond it the browser is answered 503 with
+# Retry-After and falls back to polling.
+SSE_MAX_CONNECTIONS = envint("SSE_MAX_CONNECTIONS", 200, minimum=1)
+SSE_RETRY_AFTER = envint("SSE_RETRY_AFTER", 30, minimum=1)
+# A comment line this often keeps proxies from closing an idle stream and shows a
+# server whether the browser is still there.
+SSE_HEARTBEAT_SECONDS = envfloat("SSE_HEARTBEAT_SECONDS", 15.0, minimum=0.1)
+# A stream ends after this long and the browser reconnects (replaying what it missed),
+# so a restart or a permission change is picked up and no request lives forever.
+SSE_STREAM_SECONDS = envint("SSE_STREAM_SECONDS", 300, minimum=1)

@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import views as accounts_views
+from generator import live_views
 from generator import views as generator_views
 
 urlpatterns = [
@@ -17,6 +18,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/", include("api.urls")),
     path("healthz", generator_views.healthz, name="healthz"),
+    # The live event stream every signed-in page follows (static/js/live.js).
+    path("live/events", live_views.live_events, name="live-events"),
     path("", include("accounts.urls")),
     path("", include("gallery.urls")),
     path("", include("generator.urls")),

@@ -36,3 +36,6 @@ if CELERY_BROKER_URL.startswith("redis"):
         **CELERY_BROKER_TRANSPORT_OPTIONS,  # noqa: F405
         "global_keyprefix": "studio-test:",
     }
+
+# The live event stream's key, apart from a studio's on the same Redis.
+LIVE_EVENTS_KEY = "studio-test:live-events"

@@ -541,7 +541,8 @@ def _finish_calls(generation: Generation) -> None:
         )
         if saved:
             generation.step = Step.MIRROR
-            send_on_commit(generation)
+            generation.status = Status.RUNNING
+            send_on_commit(generation, announce=True)
         elif Generation.objects.filter(pk=generation.pk, status=Status.CANCELLED).exists():
             # Cancelled while the calls were in flight: the provider billed them (the
             # cost entry counts them), but nothing of the answers is kept.

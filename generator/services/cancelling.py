@@ -15,6 +15,7 @@ from django.utils import timezone
 from accounts import rules
 from accounts.errors import Conflict
 from audit.services import audit_record
+from generator import events
 from generator.models import Generation, Image
 from generator.services.claims import delete_incoming
 
@@ -49,6 +50,8 @@ def generation_cancel(*, generation: Generation, by: AbstractBaseUser) -> Genera
     current.claim_token = None
     current.error = ""
     current.save(update_fields=["status", "finished_at", "lease_until", "claim_token", "error"])
+    # Every open page of the owner shows the card as Cancelled (after commit).
+    events.generation_changed(current)
     generation_images_discard(current)
     audit_record(
         actor=by,

@@ -22,6 +22,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from generator import events
 from generator.models import Generation
 from studio.http import gateway_status
 
@@ -59,12 +60,27 @@ def default_policy(*, mirror: bool = False) -> RetryPolicy:
     return RetryPolicy(max_attempts=limit, delay=retry_delay)
 
 
-def send_on_commit(generation: Generation) -> None:
+def send_on_commit(generation: Generation, *, announce: bool = False) -> None:
+    """Send the generation's message after commit; `announce` also tells its owner's
+    pages (generator.events) in the same callback."""
     # robust=True: with the broker down the user still gets their queued generation
     # (the row is committed) and the sweep sends the message later.
+    event = events.generation_event(generation) if announce else None
     transaction.on_commit(
-        partial(send, generation.pk, generation.step, generation.priority), robust=True
+        partial(_send_and_announce, generation.pk, generation.step, generation.priority, event),
+        robust=True,
     )
+
+
+def _send_and_announce(
+    generation_id: int, step: str, priority: int, event: tuple[str, str, dict] | None
+) -> None:
+    try:
+        send(generation_id, step, priority)
+    finally:
+        # Told even when the broker is down: the page shows the queued state.
+        if event is not None:
+            events.publish(*event)
 
 
 def send(generation_id: int, step: str, priority: int = 0) -> None:
@@ -95,16 +111,22 @@ def claim(generation_id: int, step: str) -> Generation | None:
     )
     if not claimed:
         return None
-    return Generation.objects.get(pk=generation_id)
+    generation = Generation.objects.get(pk=generation_id)
+    events.generation_changed(generation)
+    return generation
 
 
 def update_held(generation: Generation, **fields: Any) -> bool:
-    """Write `fields` only if this worker still holds the generation."""
-    return bool(
+    """Write `fields` only if this worker still holds the generation; its owner's
+    pages are told (generator.events)."""
+    held = bool(
         Generation.objects.filter(pk=generation.pk, claim_token=generation.claim_token).update(
             **fields
         )
     )
+    if held:
+        events.generation_changed(generation, **fields)
+    return held
 
 
 def release_for_retry(generation: Generation, countdown: float, reason: str, **fields: Any) -> None:

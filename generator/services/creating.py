@@ -237,7 +237,8 @@ def generation_create(
         # Stored under the generation's own folder, so it is served and deleted with it.
         generation.source_file.save("source.png", ContentFile(reference.upload), save=False)
     generation.save()
-    send_on_commit(generation)
+    # Announced: other tabs showing the owner's studio add the new card.
+    send_on_commit(generation, announce=True)
     return generation
 
 

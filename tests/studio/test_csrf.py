@@ -66,6 +66,7 @@ READ_ONLY = {
     "api:models",
     "api:openapi",
     "healthz",
+    "live-events",
     "accounts:members",
     "accounts:audit",
     "accounts:audit-export",
