@@ -116,3 +116,26 @@ def test_an_upload_over_the_limit_is_a_413(client, token, settings):
 def test_a_get_is_the_flat_405(client, token):
     response = client.get(URL, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 405 and response["Allow"] == "POST"
+
+
+def test_an_edit_sent_twice_with_one_idempotency_key_is_one_generation(client, token):
+    first = edit(client, token, {"image": png(), "prompt": "at night"}, **{"Idempotency-Key": "e1"})
+    again = edit(client, token, {"image": png(), "prompt": "at night"}, **{"Idempotency-Key": "e1"})
+    assert first.status_code == again.status_code == 202, again.content
+    assert first.json()["id"] == again.json()["id"]
+    assert again["Idempotent-Replayed"] == "true"
+    assert Generation.objects.count() == 1
+    # The same key with another edit is refused, and creates nothing.
+    other = edit(client, token, {"image": png(), "prompt": "at dawn"}, **{"Idempotency-Key": "e1"})
+    assert other.status_code == 422, other.content
+    assert Generation.objects.count() == 1
+
+
+def test_an_sdk_retry_of_the_same_edit_reattaches_and_another_image_does_not(client, token):
+    retry = {"x-stainless-retry-count": "1"}
+    first = edit(client, token, {"image": png(), "prompt": "at night"})
+    again = edit(client, token, {"image": png(), "prompt": "at night"}, **retry)
+    assert first.json()["id"] == again.json()["id"]
+    other = edit(client, token, {"image": png((64, 64)), "prompt": "at night"}, **retry)
+    assert other.json()["id"] != first.json()["id"]
+    assert Generation.objects.count() == 2
