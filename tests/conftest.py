@@ -325,6 +325,16 @@ def run_steps(generation: Any) -> Any:
     return generation
 
 
+def settle(page: Any) -> None:
+    """The page has loaded with every image decoded. (Playwright's "networkidle" never
+    comes while the page holds its live event stream open.)"""
+    page.wait_for_load_state("load")
+    page.wait_for_function(
+        "() => [...document.images].every(i => i.complete"
+        " || (i.loading === 'lazy' && i.getBoundingClientRect().top > innerHeight))"
+    )
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while True:

@@ -39,3 +39,7 @@ if CELERY_BROKER_URL.startswith("redis"):
 
 # The live event stream's key, apart from a studio's on the same Redis.
 LIVE_EVENTS_KEY = "studio-test:live-events"
+
+# A stream whose page has gone notices at its next heartbeat, so the streams of pages an
+# earlier browser test closed free their places within seconds.
+SSE_HEARTBEAT_SECONDS = 2.0

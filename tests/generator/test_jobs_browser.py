@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.utils import timezone
+from playwright.sync_api import Error as PlaywrightError
 
 from generator import services
 from generator.models import CostEntry, Generation, Image
@@ -25,7 +26,14 @@ SHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
 
 def shot(target: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    target.screenshot(path=str(SHOTS / f"jobs-{name}.png"))
+    # A live update may swap the card in while it is being taken: take it again.
+    for attempt in range(3):
+        try:
+            target.screenshot(path=str(SHOTS / f"jobs-{name}.png"))
+            return
+        except PlaywrightError:
+            if attempt == 2:
+                raise
 
 
 def past_runs(owner: Any, seconds: float, count: int = 3) -> None:

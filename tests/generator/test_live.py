@@ -157,6 +157,8 @@ def test_the_asgi_stream_replays_and_ends(owner, store):
     """Under ASGI (gunicorn in production) the body is an async iterator."""
     client = AsyncClient()
     client.force_login(owner)
+    # Streams of pages an earlier browser test left may still be open in this process.
+    before = live_views.open_streams()
     audience = events.for_user(owner.pk)
     start = events.latest_id()
     events.publish("generation", audience, {"uuid": "async-1"})
@@ -170,7 +172,7 @@ def test_the_asgi_stream_replays_and_ends(owner, store):
 
     assert status == 200
     assert [f["data"] for f in frames(body)] == ['{"uuid": "async-1"}']
-    assert live_views.open_streams() == 0
+    assert live_views.open_streams() <= before  # its own place was given back
 
 
 @pytest.mark.django_db
@@ -283,6 +285,7 @@ def test_an_unreachable_store_fails_neither_the_change_nor_the_stream(client, ow
     settings.LIVE_EVENTS_REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
     settings.SSE_STREAM_SECONDS = 1
     client.force_login(owner)
+    before = live_views.open_streams()
 
     events.publish("generation", events.for_user(owner.pk), {"uuid": "lost"})
     assert events.latest_id() == ""
@@ -293,5 +296,5 @@ def test_an_unreachable_store_fails_neither_the_change_nor_the_stream(client, ow
     assert response.status_code == 200
     assert body.startswith(b"retry: ")
     assert frames(body) == []
-    assert live_views.open_streams() == 0
+    assert live_views.open_streams() <= before
     events._clients.clear()

@@ -12,7 +12,7 @@ from axe_playwright_python.sync_playwright import Axe
 from gallery import services as gallery_services
 from generator import services
 from generator.registry import FLUX_REALISM
-from tests.conftest import run_steps, wait_for, with_role
+from tests.conftest import run_steps, settle, wait_for, with_role
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -80,7 +80,7 @@ def test_axe_finds_nothing_serious_on_any_page_in_either_theme(
         for name, path in pages.items():
             response = page.goto(path)
             assert response.status == (404 if name == "not-found" else 200), path
-            page.wait_for_load_state("networkidle")
+            settle(page)
             problems += serious(page, f"{name} ({theme})")
         # The viewer, open over the gallery.
         page.goto("/gallery/")

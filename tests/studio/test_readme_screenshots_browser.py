@@ -16,7 +16,7 @@ from PIL import Image as PILImage
 from gallery import services as gallery_services
 from generator import services
 from generator.registry import FLUX_REALISM
-from tests.conftest import run_steps, wait_for
+from tests.conftest import run_steps, settle, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -73,13 +73,13 @@ def test_the_readme_screenshots(browser_as, owner, provider):
 
     page = browser_as(owner, viewport=(1440, 900), color_scheme="light")
     page.goto("/")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     fits(page, 1440)
     save(page, "studio")
 
     page = browser_as(owner, viewport=(1440, 900), color_scheme="dark")
     page.goto("/gallery/")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     page.locator("#image-grid a[data-viewer]").nth(2).click()
     page.wait_for_selector("#viewer .image-page img")
     page.wait_for_function("document.querySelector('#viewer .image-full img').complete")
@@ -89,7 +89,7 @@ def test_the_readme_screenshots(browser_as, owner, provider):
     # On a phone: a collection, images first, with their order buttons.
     page = browser_as(owner, viewport=(390, 844), color_scheme="light")
     page.goto(f"/gallery/collections/{collection.uuid}/")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     fits(page, 390)
     save(page, "phone")
     assert page.js_errors == [] and page.console_errors == []
@@ -102,15 +102,15 @@ def test_the_readme_screenshots(browser_as, owner, provider):
     ]
     gallery_services.collection_add(collection=services_collections[0], images=images[2:4])
     page.goto("/gallery/collections/")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     save(page, "collections-wide-dark")
     phone = browser_as(owner, viewport=(390, 844), color_scheme="light")
     phone.goto("/gallery/collections/")
-    phone.wait_for_load_state("networkidle")
+    settle(phone)
     fits(phone, 390)
     save(phone, "collections-phone-light")
     page.goto(f"/gallery/collections/{collection.uuid}/")
-    page.wait_for_load_state("networkidle")
+    settle(page)
     fits(page, 1440)
     save(page, "collection-wide-dark")
     page.goto("/")

@@ -14,7 +14,7 @@ from django.conf import settings
 from generator import services
 from generator.models import Generation
 from generator.registry import FLUX_REALISM, MODELS
-from tests.conftest import run_steps, wait_for, with_role
+from tests.conftest import run_steps, settle, wait_for, with_role
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -94,7 +94,7 @@ def test_no_page_is_wider_than_the_screen_in_either_theme(
             for name, path in pages.items():
                 response = page.goto(path)
                 assert response.status == (404 if name == "not-found" else 200), path
-                page.wait_for_load_state("networkidle")
+                settle(page)
                 assert width_of(page) <= width, f"{path} is wider than {width} px"
                 shot(page, f"{name}-{screen}-{theme}")
             assert page.js_errors == [] and page.console_errors == [], (screen, theme)
@@ -125,7 +125,7 @@ def test_generate_is_in_reach_for_every_model_with_a_long_history(
     page = browser_as(owner, viewport=(width, height))
     page.goto("/")
     assert page.input_value("textarea[name=prompt]") == ""  # a fresh visit starts empty
-    generate = "#generation-form button.primary"
+    generate = "#generation-form button[type=submit].primary"
     for spec in MODELS.values():
         if page.locator(f"select[name=model] option[value='{spec.id}']").is_disabled():
             continue
