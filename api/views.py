@@ -699,18 +699,24 @@ def generation_json(
     }
 
 
+def _token_or_session(request: HttpRequest) -> tuple[Any, ApiToken | None]:
+    """Who reads: a valid token's owner (and the token), else the signed-in user;
+    (None, None) for a token that does not work, so it never falls back to a session."""
+    token = request_token(request)
+    if token is not None:
+        return token.user, token
+    if bearer_token(request.headers.get("Authorization")):
+        return None, None
+    return request_user(request, allow_session=True), None
+
+
 @allow_methods("GET")
 def generation_detail(request: HttpRequest, ident: str) -> HttpResponse:
     path = request.path
-    token = request_token(request)
-    if token is not None:
-        user, token_id = token.user, token.pk
-    elif bearer_token(request.headers.get("Authorization")):
-        return unauthorized(path)
-    else:
-        user, token_id = request_user(request, allow_session=True), None
+    user, token = _token_or_session(request)
     if user is None:
         return unauthorized(path)
+    token_id = token.pk if token is not None else None
     try:
         uuid = UUID(ident)
     except ValueError:
@@ -740,16 +746,11 @@ def generation_cancel(request: HttpRequest, ident: str) -> HttpResponse:
     """Cancel a queued or running generation: owner or admin. Answers the generation
     as GET /v1/generations/<uuid> does, now `cancelled`; 409 once it has finished."""
     path = request.path
-    token = request_token(request)
-    if token is not None:
-        user, token_id = token.user, token.pk
-    elif bearer_token(request.headers.get("Authorization")):
-        return unauthorized(path)
-    else:
-        user, token_id = request_user(request, allow_session=True), None
+    user, token = _token_or_session(request)
     if user is None:
         return unauthorized(path)
-    if token is None and not bearer_token(request.headers.get("Authorization")):
+    token_id = token.pk if token is not None else None
+    if token is None:
         reason = _session_csrf_refusal(request)
         if reason:
             return api_error(403, reason, path)
